@@ -1,0 +1,7 @@
+"""memorystore: server-side sessions in process memory that never leak."""
+
+from ._core import COMPILED, LRUCache
+from ._version import __version__
+from .store import MemoryStore
+
+__all__ = ["COMPILED", "LRUCache", "MemoryStore", "__version__"]
