@@ -1,0 +1,66 @@
+"""Fixtures shared by the whole suite.
+
+Every contract test runs against both cores, as aio-libs' propcache and
+multidict do: the ``c`` parameter is marked ``c_extension`` and is deselected
+(not skipped) when ``MEMORYSTORE_NO_EXTENSIONS`` is set.  When the variable is
+unset, the compiled core must import: a build without it errors loudly here
+instead of quietly testing the fallback twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+import pytest
+
+NO_EXTENSIONS = bool(os.environ.get("MEMORYSTORE_NO_EXTENSIONS"))
+
+CORE_PARAMS = [
+    pytest.param("memorystore._lru", id="c", marks=pytest.mark.c_extension),
+    pytest.param("memorystore._lru_py", id="py"),
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not NO_EXTENSIONS:
+        return
+    kept, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("c_extension") else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+class FakeTimer:
+    """A monotonic clock that only moves when the test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.time = start
+
+    def __call__(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+
+@pytest.fixture
+def fake_timer() -> FakeTimer:
+    return FakeTimer()
+
+
+@pytest.fixture(params=CORE_PARAMS)
+def lru_impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The core module under test (compiled or pure); fails if it does not import."""
+    return importlib.import_module(request.param)
+
+
+@pytest.fixture
+def store_cls(lru_impl: ModuleType) -> type:
+    """MemoryStore bound to the core under test."""
+    from memorystore.store import MemoryStore
+
+    return type(f"MemoryStore_{lru_impl.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": lru_impl.LRUCache})
