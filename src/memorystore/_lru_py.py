@@ -1,0 +1,505 @@
+"""Pure-Python twin of the compiled core (``_lru.pyx``): same API, same behaviour.
+
+Structure::
+
+    _order  OrderedDict  key -> _Entry, least- to most-recently used
+    _heap   list         [deadline lower bound, seq, _Entry] as a binary min-heap;
+                         only entries with a finite deadline have a current item
+                         (``entry.heap_item``); items no longer current are skipped
+                         lazily and swept out when they outnumber the entries.
+
+A deadline that moves later (touch, overwrite) keeps its old heap item, whose
+key is then a lower bound; ``expire()`` re-files such an item when it reaches
+the top.  So ``expire()`` costs O((expired + re-filed) log n), never O(n).
+
+User code (key ``__eq__``/``__hash__``, the timer, ``getsizeof``) runs before
+any structure is changed or inside a dict operation that is itself atomic; a
+call that re-enters the cache from there raises ``RuntimeError``.  Removed
+values are returned to the caller and released only after the structures are
+consistent again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import numbers
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from datetime import timedelta
+from types import GenericAlias
+from typing import Any, Generic, TypeVar
+
+__all__ = ["LRUCache"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_INF = math.inf
+_MISSING: Any = object()
+_NO_REMOVALS: tuple[Any, ...] = ()
+
+# How many stale heap items are tolerated, beyond one per entry, before a sweep.
+_HEAP_SLACK = 64
+
+
+def to_seconds(value: object, what: str = "ttl") -> float:
+    """A duration (int, float or timedelta) as float seconds; rejects bool, NaN, non-numbers."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {type(value).__name__}")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError(f"{what} is too large") from None
+    if seconds != seconds:
+        raise ValueError(f"{what} must not be NaN")
+    return seconds
+
+
+def check_maxsize(maxsize: object) -> int | None:
+    """``None`` or an int >= 1."""
+    if maxsize is None:
+        return None
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+        raise TypeError(f"maxsize must be an int or None, not {type(maxsize).__name__}")
+    if maxsize < 1:
+        raise ValueError("maxsize must be >= 1 or None")
+    return maxsize
+
+
+def check_size(size: object) -> int:
+    """An entry's size: an int >= 0."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    return size
+
+
+def check_default_ttl(ttl: object) -> float | None:
+    """The cache-wide ttl: ``None`` (no expiry) or seconds > 0 (``math.inf`` allowed)."""
+    if ttl is None:
+        return None
+    seconds = to_seconds(ttl)
+    if seconds <= 0:
+        raise ValueError("ttl must be > 0 or None")
+    return seconds
+
+
+def _replaced(entry: _Entry, now: float) -> str:
+    # Why a value overwritten by put() left: it was live ("set") or already expired.
+    return "set" if entry.deadline > now else "expire"
+
+
+class _Entry:
+    __slots__ = ("deadline", "heap_item", "key", "size", "value")
+
+    def __init__(self, key: Any, value: Any, deadline: float, size: int) -> None:
+        self.key = key
+        self.value = value
+        self.deadline = deadline
+        self.size = size
+        self.heap_item: list[Any] | None = None
+
+
+class LRUCache(Generic[K, V]):
+    """A bounded, TTL-aware LRU mapping; expired entries are invisible.
+
+    ``maxsize`` bounds the total size (``getsizeof(value)`` per entry, else 1);
+    ``ttl`` is the default lifetime in seconds (``None``: no expiry); ``timer``
+    returns monotonic seconds (default ``time.monotonic``).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_busy",
+        "_currsize",
+        "_getsizeof",
+        "_heap",
+        "_lock",
+        "_maxsize",
+        "_order",
+        "_seq",
+        "_timer",
+        "_ttl",
+    )
+
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __init__(
+        self,
+        maxsize: int | None = None,
+        *,
+        ttl: float | timedelta | None = None,
+        getsizeof: Callable[[V], int] | None = None,
+        timer: Callable[[], float] | None = None,
+    ) -> None:
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable or None")
+        if timer is not None and not callable(timer):
+            raise TypeError("timer must be callable or None")
+        self._maxsize = check_maxsize(maxsize)
+        self._ttl = check_default_ttl(ttl)
+        self._getsizeof = getsizeof
+        self._timer: Callable[[], float] = timer if timer is not None else time.monotonic
+        self._order: OrderedDict[Any, _Entry] = OrderedDict()
+        self._heap: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._currsize = 0
+        self._lock = threading.RLock()
+        self._busy = False
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def maxsize(self) -> int | None:
+        return self._maxsize
+
+    @property
+    def ttl(self) -> float | None:
+        return self._ttl
+
+    @property
+    def currsize(self) -> int:
+        """Total size of the entries held, expired ones not yet removed included."""
+        return self._currsize
+
+    def now(self) -> float:
+        """The cache's clock, in seconds."""
+        return float(self._timer())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(maxsize={self._maxsize!r}, ttl={self._ttl!r}, currsize={self._currsize})"
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError(f"cannot pickle or copy {type(self).__name__} objects")
+
+    # -- helpers --------------------------------------------------------------
+
+    def _enter(self) -> None:
+        # Refuse re-entry from user code running inside an operation.
+        if self._busy:
+            raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+        self._busy = True
+
+    def _lifetime(self, ttl: object) -> float:
+        # The lifetime a set/touch asks for: the default when ttl is None.
+        if ttl is None:
+            return _INF if self._ttl is None else self._ttl
+        return to_seconds(ttl)
+
+    def _file_deadline(self, entry: _Entry, deadline: float) -> None:
+        # Give entry a new deadline, keeping the heap key a lower bound of it.
+        entry.deadline = deadline
+        if deadline == _INF:
+            entry.heap_item = None
+            return
+        item = entry.heap_item
+        if item is None or deadline < item[0]:
+            item = [deadline, next(self._seq), entry]
+            entry.heap_item = item
+            heapq.heappush(self._heap, item)
+            if len(self._heap) > 2 * len(self._order) + _HEAP_SLACK:
+                self._sweep_heap()
+
+    def _sweep_heap(self) -> None:
+        # Drop heap items that no longer belong to an entry.
+        self._heap = [item for item in self._heap if item[2].heap_item is item]
+        heapq.heapify(self._heap)
+
+    def _unlink(self, entry: _Entry) -> None:
+        # Remove entry from the index first: that is the one step that may raise.
+        del self._order[entry.key]
+        self._currsize -= entry.size
+        entry.heap_item = None
+
+    def _expire_into(self, now: float, removed: list[tuple[Any, Any, str]]) -> None:
+        # Move every entry expired at `now` into `removed`, earliest deadline first.
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            item = heap[0]
+            entry = item[2]
+            if entry.heap_item is not item:
+                heapq.heappop(heap)
+            elif entry.deadline <= now:
+                self._unlink(entry)
+                heapq.heappop(heap)
+                removed.append((entry.key, entry.value, "expire"))
+            else:
+                refiled = [entry.deadline, next(self._seq), entry]
+                entry.heap_item = refiled
+                heapq.heapreplace(heap, refiled)
+
+    def _count_expired(self, now: float) -> int:
+        # Entries expired at `now`: a walk over the heap items keyed <= now.
+        heap = self._heap
+        count = 0
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            item = heap[i]
+            if item[0] > now:
+                continue
+            entry = item[2]
+            if entry.heap_item is item and entry.deadline <= now:
+                count += 1
+            for child in (2 * i + 1, 2 * i + 2):
+                if child < len(heap):
+                    stack.append(child)
+        return count
+
+    def _live(self, key: Any, now: float) -> _Entry | None:
+        # The live entry under key, or None.
+        entry = self._order.get(key)
+        if entry is None or entry.deadline <= now:
+            return None
+        return entry
+
+    # -- store-facing API -----------------------------------------------------
+
+    def put(self, key: K, value: V, ttl: float | timedelta | None = None, size: int | None = None) -> Any:
+        """Store ``value`` under ``key``; return what left the cache as (key, value, reason) triples.
+
+        reason ``"set"``: the previous value under key (replaced, or removed
+        because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
+        entries removed to make room; ``"evict"``: live LRU entries pushed out.
+        """
+        hash(key)
+        lifetime = self._lifetime(ttl)
+        if size is None:
+            size = self._getsizeof(value) if self._getsizeof is not None else 1
+        size = check_size(size)
+        now = self.now()
+        removed: list[tuple[Any, Any, str]] = []
+        with self._lock:
+            self._enter()
+            try:
+                old = self._order.get(key)
+                maxsize = self._maxsize
+                if lifetime <= 0 or (maxsize is not None and size > maxsize):
+                    if old is not None:
+                        self._unlink(old)
+                        removed.append((old.key, old.value, _replaced(old, now)))
+                    return removed or _NO_REMOVALS
+                deadline = now + lifetime
+                if old is not None:
+                    self._order.move_to_end(key)
+                    removed.append((old.key, old.value, _replaced(old, now)))
+                    self._currsize += size - old.size
+                    old.value = value
+                    old.size = size
+                    self._file_deadline(old, deadline)
+                    entry = old
+                else:
+                    entry = _Entry(key, value, deadline, size)
+                    self._order[key] = entry
+                    self._currsize += size
+                    self._file_deadline(entry, deadline)
+                if maxsize is not None and self._currsize > maxsize:
+                    self._make_room(entry, now, removed)
+                return removed or _NO_REMOVALS
+            finally:
+                self._busy = False
+
+    def _make_room(self, keep: _Entry, now: float, removed: list[tuple[Any, Any, str]]) -> None:
+        # Bring currsize within maxsize: expired entries first, then least recently used.
+        self._expire_into(now, removed)
+        maxsize = self._maxsize
+        assert maxsize is not None
+        while self._currsize > maxsize:
+            lru = next(iter(self._order.values()))
+            if lru is keep:  # pragma: no cover - keep.size <= maxsize makes this unreachable
+                break
+            self._unlink(lru)
+            removed.append((lru.key, lru.value, "evict"))
+
+    def pop_expired(self, key: K, default: Any = None) -> Any:
+        """If ``key`` is held but expired, remove it and return its value; else ``default``."""
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                entry = self._order.get(key)
+                if entry is None or entry.deadline > now:
+                    return default
+                self._unlink(entry)
+                return entry.value
+            finally:
+                self._busy = False
+
+    def remaining(self, key: K) -> float | None:
+        """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                entry = self._live(key, now)
+                return None if entry is None else entry.deadline - now
+            finally:
+                self._busy = False
+
+    def entries(self) -> list[tuple[K, V, float]]:
+        """Live entries as (key, value, remaining seconds), most recently used first."""
+        now = self.now()
+        with self._lock:
+            return [(e.key, e.value, e.deadline - now) for e in reversed(self._order.values()) if e.deadline > now]
+
+    def expire(self) -> list[tuple[K, V]]:
+        """Remove every expired entry; return them as (key, value), earliest deadline first."""
+        now = self.now()
+        removed: list[tuple[Any, Any, str]] = []
+        with self._lock:
+            self._enter()
+            try:
+                self._expire_into(now, removed)
+            finally:
+                self._busy = False
+        return [(k, v) for k, v, _ in removed]
+
+    # -- mapping protocol -----------------------------------------------------
+
+    def set(self, key: K, value: V, ttl: float | timedelta | None = None) -> None:
+        """Store with a per-entry ttl (None: the default; math.inf: never; <= 0: remove)."""
+        self.put(key, value, ttl)
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self.put(key, value)
+
+    def get(self, key: K, default: Any = None) -> Any:
+        """The live value (now most recently used), else ``default``."""
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                entry = self._live(key, now)
+                if entry is None:
+                    return default
+                self._order.move_to_end(key)
+                return entry.value
+            finally:
+                self._busy = False
+
+    def __getitem__(self, key: K) -> V:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def peek(self, key: K, default: Any = None) -> Any:
+        """The live value without changing recency, else ``default``."""
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                entry = self._live(key, now)
+                return default if entry is None else entry.value
+            finally:
+                self._busy = False
+
+    def __contains__(self, key: object) -> bool:
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                return self._live(key, now) is not None
+            finally:
+                self._busy = False
+
+    def touch(self, key: K, ttl: float | timedelta | None = None) -> bool:
+        """Give a live entry a new deadline and make it most recently used; False if none."""
+        lifetime = self._lifetime(ttl)
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                entry = self._live(key, now)
+                if entry is None:
+                    return False
+                self._order.move_to_end(key)
+                self._file_deadline(entry, now + lifetime if lifetime > 0 else now)
+                return True
+            finally:
+                self._busy = False
+
+    def pop(self, key: K, default: Any = _MISSING) -> Any:
+        """Remove a live entry and return its value; ``default`` or KeyError if there is none."""
+        now = self.now()
+        with self._lock:
+            self._enter()
+            try:
+                entry = self._live(key, now)
+                if entry is not None:
+                    self._unlink(entry)
+            finally:
+                self._busy = False
+        if entry is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return entry.value
+
+    def __delitem__(self, key: K) -> None:
+        self.pop(key)
+
+    def __len__(self) -> int:
+        now = self.now()
+        with self._lock:
+            return len(self._order) - self._count_expired(now)
+
+    def clear(self) -> None:
+        """Remove every entry and give the memory back."""
+        with self._lock:
+            self._enter()
+            try:
+                order, self._order = self._order, OrderedDict()
+                self._heap = []
+                self._currsize = 0
+            finally:
+                self._busy = False
+        del order  # values are released here, with the cache already empty
+
+    def keys(self) -> list[K]:
+        """Live keys, most recently used first."""
+        return [k for k, _, _ in self.entries()]
+
+    def values(self) -> list[V]:
+        """Live values, most recently used first."""
+        return [v for _, v, _ in self.entries()]
+
+    def items(self) -> list[tuple[K, V]]:
+        """Live (key, value) pairs, most recently used first."""
+        return [(k, v) for k, v, _ in self.entries()]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self.keys())
+
+    # -- for tests ------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the index, recency order or expiry heap disagree."""
+        with self._lock:
+            total = 0
+            filed = 0
+            for key, entry in self._order.items():
+                assert entry.key is key, "index key differs from entry key"
+                assert entry.size >= 0, "negative size"
+                total += entry.size
+                if entry.deadline == _INF:
+                    assert entry.heap_item is None, "never-expiring entry is in the heap"
+                else:
+                    item = entry.heap_item
+                    assert item is not None and item[2] is entry, "entry missing from the heap"
+                    assert item[0] <= entry.deadline, "heap key later than the deadline"
+                    filed += 1
+            assert total == self._currsize, "currsize differs from the sum of sizes"
+            heap = self._heap
+            current = sum(1 for item in heap if item[2].heap_item is item)
+            assert current == filed, "heap items and entries disagree"
+            for i in range(1, len(heap)):
+                assert heap[(i - 1) // 2][0] <= heap[i][0], "heap order broken"
+            assert self._maxsize is None or self._currsize <= self._maxsize, "over maxsize"
