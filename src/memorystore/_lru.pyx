@@ -1,0 +1,904 @@
+# cython: language_level=3, freethreading_compatible=True, embedsignature=True
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled core: ``LRUCache`` over C arrays (see ``_lru_py.py`` for the twin).
+
+Every entry lives in a *slot*; a slot's fields are spread over parallel arrays::
+
+     slot:           0    1     2      3    4   ...  capacity-1
+    slot_keys[]    | k0 | k1  | None | k3 | k4 |    Python lists: the GC sees them
+    slot_values[]  | v0 | v1  | None | v3 | v4 |
+    hashes[]       | h0 | h1  |      | h3 | h4 |    Py_hash_t, for probing and rehashing
+    deadline[]     | d0 | inf |      | d3 | d4 |    monotonic seconds; inf = never
+    sizes[]        | 1  | 1   |      | 5  | 1  |    NULL while every size is 1
+    prev[]/next[]  recency list: head (MRU) <-> ... <-> tail (LRU); free
+                   slots are chained through next[] from free_head
+    heap_pos[]     | 0  | -1  |      | 2  | 1  |    where the slot sits in the heap, -1 = not filed
+
+    table[]        open addressing, linear probing, 2x..4x capacity buckets of slot
+                   numbers (-1 = empty); deletions shift back, so there are no tombstones
+    heap_slot[] / heap_key[]
+                   4-ary min-heap of the slots with a finite deadline; heap_key is a
+                   lower bound of the slot's deadline (a deadline that moves later is
+                   re-filed lazily when its old key reaches the top), so expire()
+                   costs O((expired + re-filed) log n) and nothing when nothing expired.
+
+User code (key __hash__/__eq__, the timer, getsizeof, values' __del__) never
+runs while the arrays are half-updated: hashes, times and sizes are computed
+before the critical section; __eq__ runs only while probing, before anything
+changes, with ``busy`` set so that re-entry raises RuntimeError; removed keys
+and values are collected and released after the section ends.
+"""
+
+cimport cython
+from cpython.list cimport PyList_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
+from cpython.time cimport monotonic
+from libc.stdint cimport int32_t, uint64_t
+from libc.string cimport memset
+
+import numbers
+from datetime import timedelta
+from types import GenericAlias
+
+cdef extern from *:
+    long CYTHON_HEX_VERSION
+
+CYTHON_VERSION = "%d.%d.%d" % ((CYTHON_HEX_VERSION >> 24) & 0xFF, (CYTHON_HEX_VERSION >> 16) & 0xFF,
+                               (CYTHON_HEX_VERSION >> 8) & 0xFF)
+
+__all__ = ["LRUCache", "CYTHON_VERSION"]
+
+cdef double INF = float("inf")
+cdef object MISSING = object()
+cdef tuple NO_REMOVALS = ()
+cdef str SET = "set"
+cdef str EXPIRE = "expire"
+cdef str EVICT = "evict"
+
+cdef Py_ssize_t MIN_CAPACITY = 8
+cdef Py_ssize_t MAX_CAPACITY = 0x3FFFFFFF
+cdef int HEAP_ARITY = 4
+
+
+# -- argument checks (same messages as _lru_py) ------------------------------
+
+cpdef double to_seconds(object value, str what="ttl") except? -1.0:
+    """A duration (int, float or timedelta) as float seconds; rejects bool, NaN, non-numbers."""
+    cdef double seconds
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"{what} is too large") from None
+    if seconds != seconds:
+        raise ValueError(f"{what} must not be NaN")
+    return seconds
+
+
+cdef object check_maxsize(object maxsize):
+    if maxsize is None:
+        return None
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+        raise TypeError(f"maxsize must be an int or None, not {type(maxsize).__name__}")
+    if maxsize < 1:
+        raise ValueError("maxsize must be >= 1 or None")
+    return maxsize
+
+
+cdef Py_ssize_t check_size(object size) except -1:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    if size > 0x7FFFFFFFFFFFFFF:
+        raise ValueError("size is too large")
+    return size
+
+
+cdef object check_default_ttl(object ttl):
+    if ttl is None:
+        return None
+    cdef double seconds = to_seconds(ttl)
+    if seconds <= 0:
+        raise ValueError("ttl must be > 0 or None")
+    return seconds
+
+
+# Scatter a hash over the table: Fibonacci hashing keeps patterned ints apart.
+cdef inline Py_ssize_t bucket_of(Py_hash_t h, int shift) noexcept nogil:
+    return <Py_ssize_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15) >> shift)
+
+
+# Smallest power of two >= n (n >= 1).
+cdef inline Py_ssize_t pow2_at_least(Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t p = 1
+    while p < n:
+        p <<= 1
+    return p
+
+
+@cython.final
+@cython.no_gc_clear
+cdef class LRUCache:
+    """A bounded, TTL-aware LRU mapping; expired entries are invisible.
+
+    ``maxsize`` bounds the total size (``getsizeof(value)`` per entry, else 1);
+    ``ttl`` is the default lifetime in seconds (``None``: no expiry); ``timer``
+    returns monotonic seconds (default: the C monotonic clock).
+    """
+
+    cdef:
+        # configuration
+        object _maxsize_obj, _ttl_obj, _getsizeof, _timer
+        Py_ssize_t maxsize_c            # -1 = unbounded
+        double default_lifetime         # INF when no default ttl
+        # per-slot storage
+        list slot_keys, slot_values
+        Py_hash_t* hashes
+        double* deadline
+        Py_ssize_t* sizes               # NULL: every entry has size 1
+        int32_t* prev
+        int32_t* next
+        int32_t* heap_pos
+        Py_ssize_t capacity, count, currsize_c
+        int32_t head, tail, free_head   # -1 = none
+        # key index
+        int32_t* table
+        Py_ssize_t table_mask
+        int table_shift
+        # expiry index
+        int32_t* heap_slot
+        double* heap_key
+        Py_ssize_t heap_len
+        # re-entry guard (set while a key's __eq__ may run)
+        bint busy
+        object __weakref__
+
+    __class_getitem__ = classmethod(GenericAlias)
+
+    def __cinit__(self):
+        self.head = self.tail = self.free_head = -1
+        self.maxsize_c = -1
+        self.default_lifetime = INF
+
+    def __init__(self, maxsize=None, *, ttl=None, getsizeof=None, timer=None):
+        if getsizeof is not None and not callable(getsizeof):
+            raise TypeError("getsizeof must be callable or None")
+        if timer is not None and not callable(timer):
+            raise TypeError("timer must be callable or None")
+        maxsize = check_maxsize(maxsize)
+        ttl = check_default_ttl(ttl)
+        if self.slot_keys is not None:
+            raise TypeError("LRUCache.__init__() may be called only once")
+        self._maxsize_obj = maxsize
+        self._ttl_obj = ttl
+        self.maxsize_c = -1 if maxsize is None else min(<object>maxsize, 0x7FFFFFFFFFFFFFFF)
+        self.default_lifetime = INF if ttl is None else <double>ttl
+        self._getsizeof = getsizeof
+        self._timer = timer
+        self.slot_keys = []
+        self.slot_values = []
+
+    def __dealloc__(self):
+        self._free_arrays()
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def maxsize(self):
+        return self._maxsize_obj
+
+    @property
+    def ttl(self):
+        return self._ttl_obj
+
+    @property
+    def currsize(self):
+        """Total size of the entries held, expired ones not yet removed included."""
+        return self.currsize_c
+
+    cpdef double now(self) except? -1.0:
+        """The cache's clock, in seconds."""
+        if self._timer is None:
+            return monotonic()
+        return float(self._timer())
+
+    def __repr__(self):
+        return f"LRUCache(maxsize={self._maxsize_obj!r}, ttl={self._ttl_obj!r}, currsize={self.currsize_c})"
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("cannot pickle or copy LRUCache objects")
+
+    # -- memory -------------------------------------------------------------
+
+    cdef void _free_arrays(self) noexcept:
+        # Give every C array back; the cache is then empty with capacity 0.
+        PyMem_Free(self.hashes); self.hashes = NULL
+        PyMem_Free(self.deadline); self.deadline = NULL
+        PyMem_Free(self.sizes); self.sizes = NULL
+        PyMem_Free(self.prev); self.prev = NULL
+        PyMem_Free(self.next); self.next = NULL
+        PyMem_Free(self.heap_pos); self.heap_pos = NULL
+        PyMem_Free(self.table); self.table = NULL
+        PyMem_Free(self.heap_slot); self.heap_slot = NULL
+        PyMem_Free(self.heap_key); self.heap_key = NULL
+        self.capacity = self.count = self.currsize_c = self.heap_len = 0
+        self.head = self.tail = self.free_head = -1
+        self.table_mask = 0
+
+    cdef int _resize(self, Py_ssize_t new_capacity) except -1:
+        # Move the live entries into arrays of new_capacity slots, renumbered
+        # LRU..MRU as 0..count-1; the heap and the table are rebuilt.
+        cdef Py_ssize_t table_size = pow2_at_least(2 * new_capacity)
+        cdef Py_hash_t* hashes = <Py_hash_t*>PyMem_Malloc(new_capacity * sizeof(Py_hash_t))
+        cdef double* deadline = <double*>PyMem_Malloc(new_capacity * sizeof(double))
+        cdef Py_ssize_t* sizes = NULL
+        cdef int32_t* prev = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
+        cdef int32_t* next_ = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
+        cdef int32_t* heap_pos = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
+        cdef int32_t* table = <int32_t*>PyMem_Malloc(table_size * sizeof(int32_t))
+        cdef int32_t* heap_slot = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
+        cdef double* heap_key = <double*>PyMem_Malloc(new_capacity * sizeof(double))
+        if self.sizes != NULL:
+            sizes = <Py_ssize_t*>PyMem_Malloc(new_capacity * sizeof(Py_ssize_t))
+        if (hashes == NULL or deadline == NULL or prev == NULL or next_ == NULL or heap_pos == NULL
+                or table == NULL or heap_slot == NULL or heap_key == NULL or (self.sizes != NULL and sizes == NULL)):
+            PyMem_Free(hashes); PyMem_Free(deadline); PyMem_Free(sizes); PyMem_Free(prev); PyMem_Free(next_)
+            PyMem_Free(heap_pos); PyMem_Free(table); PyMem_Free(heap_slot); PyMem_Free(heap_key)
+            raise MemoryError()
+        cdef list keys = [None] * new_capacity
+        cdef list values = [None] * new_capacity
+        cdef Py_ssize_t n = 0, i
+        cdef int32_t s = self.tail
+        # copy LRU -> MRU into slots 0..count-1 and link them
+        while s >= 0:
+            keys[n] = self.slot_keys[s]
+            values[n] = self.slot_values[s]
+            hashes[n] = self.hashes[s]
+            deadline[n] = self.deadline[s]
+            if sizes != NULL:
+                sizes[n] = self.sizes[s]
+            prev[n] = <int32_t>(n + 1)       # towards the head (MRU)
+            next_[n] = <int32_t>(n - 1)      # towards the tail (LRU)
+            n += 1
+            s = self.prev[s]
+        if n:
+            prev[n - 1] = -1
+        # free slots n..new_capacity-1, chained through next
+        for i in range(n, new_capacity):
+            next_[i] = <int32_t>(i + 1) if i + 1 < new_capacity else -1
+        self._free_arrays()
+        self.slot_keys, self.slot_values = keys, values
+        self.hashes, self.deadline, self.sizes = hashes, deadline, sizes
+        self.prev, self.next, self.heap_pos = prev, next_, heap_pos
+        self.table, self.heap_slot, self.heap_key = table, heap_slot, heap_key
+        self.capacity = new_capacity
+        self.count = n
+        self.head = <int32_t>(n - 1) if n else -1
+        self.tail = 0 if n else -1
+        self.free_head = <int32_t>n if n < new_capacity else -1
+        self.table_mask = table_size - 1
+        self.table_shift = 64
+        while (<Py_ssize_t>1 << (64 - self.table_shift)) < table_size:
+            self.table_shift -= 1
+        memset(table, 0xFF, table_size * sizeof(int32_t))
+        self.heap_len = 0
+        self.currsize_c = 0
+        for i in range(n):
+            self._table_insert(<int32_t>i)
+            heap_pos[i] = -1
+            if deadline[i] != INF:
+                heap_slot[self.heap_len] = <int32_t>i
+                heap_key[self.heap_len] = deadline[i]
+                heap_pos[i] = <int32_t>self.heap_len
+                self.heap_len += 1
+            self.currsize_c += self._size(<int32_t>i)
+        i = (self.heap_len - 2) // HEAP_ARITY if self.heap_len > 1 else -1
+        while i >= 0:
+            self._sift_down(i)
+            i -= 1
+        return 0
+
+    cdef int _grow(self) except -1:
+        # Make room for one more slot: double the capacity (bounded by maxsize when sizes are all 1).
+        cdef Py_ssize_t new_capacity = self.capacity * 2 if self.capacity else MIN_CAPACITY
+        if self.sizes == NULL and self.maxsize_c > 0 and new_capacity > self.maxsize_c:
+            new_capacity = max(self.maxsize_c, self.capacity + 1)
+        if new_capacity > MAX_CAPACITY:
+            if self.capacity >= MAX_CAPACITY:
+                raise MemoryError("LRUCache is full")
+            new_capacity = MAX_CAPACITY
+        return self._resize(new_capacity)
+
+    cdef int _maybe_shrink(self) except -1:
+        # After removals: give memory back once the live count is far below capacity.
+        if self.count == 0:
+            if self.capacity > MIN_CAPACITY:
+                self._free_arrays()
+            return 0
+        if self.capacity > MIN_CAPACITY and self.count * 4 < self.capacity:
+            self._resize(max(MIN_CAPACITY, pow2_at_least(2 * self.count)))
+        return 0
+
+    cdef int _use_sizes(self) except -1:
+        # Switch from "every size is 1" to a sizes array.
+        cdef Py_ssize_t i
+        if self.sizes != NULL or self.capacity == 0:
+            return 0
+        self.sizes = <Py_ssize_t*>PyMem_Malloc(self.capacity * sizeof(Py_ssize_t))
+        if self.sizes == NULL:
+            raise MemoryError()
+        for i in range(self.capacity):
+            self.sizes[i] = 1
+        return 0
+
+    # Size of the entry in slot s.
+    cdef inline Py_ssize_t _size(self, int32_t s) noexcept:
+        return 1 if self.sizes == NULL else self.sizes[s]
+
+    # -- key index ----------------------------------------------------------
+
+    cdef Py_ssize_t _find(self, object key, Py_hash_t h) except -2:
+        # Slot holding key, or -1.  May run key.__eq__ (nothing has changed yet).
+        cdef Py_ssize_t i, s
+        cdef int equal
+        cdef object stored
+        if self.capacity == 0:
+            return -1
+        i = bucket_of(h, self.table_shift)
+        while True:
+            s = self.table[i]
+            if s < 0:
+                return -1
+            if self.hashes[s] == h:
+                stored = self.slot_keys[s]
+                if stored is key:
+                    return s
+                equal = PyObject_RichCompareBool(stored, key, Py_EQ)
+                if equal:
+                    return s
+            i = (i + 1) & self.table_mask
+
+    cdef inline void _table_insert(self, int32_t s) noexcept:
+        # File slot s in the table (its key is known to be absent).
+        cdef Py_ssize_t i = bucket_of(self.hashes[s], self.table_shift)
+        while self.table[i] >= 0:
+            i = (i + 1) & self.table_mask
+        self.table[i] = s
+
+    cdef void _table_remove(self, int32_t s) noexcept:
+        # Take slot s out of the table, shifting later probes back into the hole.
+        cdef Py_ssize_t mask = self.table_mask
+        cdef Py_ssize_t hole = bucket_of(self.hashes[s], self.table_shift)
+        cdef Py_ssize_t j, home
+        cdef int32_t t
+        while self.table[hole] != s:
+            hole = (hole + 1) & mask
+        j = hole
+        while True:
+            j = (j + 1) & mask
+            t = self.table[j]
+            if t < 0:
+                break
+            home = bucket_of(self.hashes[t], self.table_shift)
+            # t may fill the hole unless its home lies cyclically in (hole, j]
+            if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
+                continue
+            self.table[hole] = t
+            hole = j
+        self.table[hole] = -1
+
+    # -- recency list -------------------------------------------------------
+
+    cdef inline void _link_head(self, int32_t s) noexcept:
+        # Put slot s at the head (most recently used).
+        self.prev[s] = -1
+        self.next[s] = self.head
+        if self.head >= 0:
+            self.prev[self.head] = s
+        else:
+            self.tail = s
+        self.head = s
+
+    cdef inline void _unlink(self, int32_t s) noexcept:
+        # Take slot s out of the recency list.
+        if self.prev[s] >= 0:
+            self.next[self.prev[s]] = self.next[s]
+        else:
+            self.head = self.next[s]
+        if self.next[s] >= 0:
+            self.prev[self.next[s]] = self.prev[s]
+        else:
+            self.tail = self.prev[s]
+
+    cdef inline void _move_to_head(self, int32_t s) noexcept:
+        # Mark slot s most recently used.
+        if self.head != s:
+            self._unlink(s)
+            self._link_head(s)
+
+    # -- expiry heap --------------------------------------------------------
+
+    cdef inline void _heap_place(self, Py_ssize_t i, int32_t s, double key) noexcept:
+        # Put slot s with key at heap index i.
+        self.heap_slot[i] = s
+        self.heap_key[i] = key
+        self.heap_pos[s] = <int32_t>i
+
+    cdef void _sift_up(self, Py_ssize_t i) noexcept:
+        # Restore heap order upwards from i.
+        cdef int32_t s = self.heap_slot[i]
+        cdef double key = self.heap_key[i]
+        cdef Py_ssize_t parent
+        while i > 0:
+            parent = (i - 1) // HEAP_ARITY
+            if self.heap_key[parent] <= key:
+                break
+            self._heap_place(i, self.heap_slot[parent], self.heap_key[parent])
+            i = parent
+        self._heap_place(i, s, key)
+
+    cdef void _sift_down(self, Py_ssize_t i) noexcept:
+        # Restore heap order downwards from i.
+        cdef int32_t s = self.heap_slot[i]
+        cdef double key = self.heap_key[i]
+        cdef Py_ssize_t child, best, last, n = self.heap_len
+        while True:
+            child = HEAP_ARITY * i + 1
+            if child >= n:
+                break
+            best = child
+            last = min(child + HEAP_ARITY, n)
+            child += 1
+            while child < last:
+                if self.heap_key[child] < self.heap_key[best]:
+                    best = child
+                child += 1
+            if self.heap_key[best] >= key:
+                break
+            self._heap_place(i, self.heap_slot[best], self.heap_key[best])
+            i = best
+        self._heap_place(i, s, key)
+
+    cdef void _heap_remove(self, int32_t s) noexcept:
+        # Take slot s out of the heap.
+        cdef Py_ssize_t i = self.heap_pos[s]
+        cdef Py_ssize_t last = self.heap_len - 1
+        self.heap_pos[s] = -1
+        self.heap_len = last
+        if i == last:
+            return
+        self._heap_place(i, self.heap_slot[last], self.heap_key[last])
+        if i > 0 and self.heap_key[i] < self.heap_key[(i - 1) // HEAP_ARITY]:
+            self._sift_up(i)
+        else:
+            self._sift_down(i)
+
+    cdef void _file_deadline(self, int32_t s, double deadline) noexcept:
+        # Give slot s a new deadline, keeping its heap key a lower bound of it.
+        cdef Py_ssize_t i = self.heap_pos[s]
+        self.deadline[s] = deadline
+        if deadline == INF:
+            if i >= 0:
+                self._heap_remove(s)
+        elif i < 0:
+            self._heap_place(self.heap_len, s, deadline)
+            self.heap_len += 1
+            self._sift_up(self.heap_len - 1)
+        elif deadline < self.heap_key[i]:
+            self.heap_key[i] = deadline
+            self._sift_up(i)
+
+    cdef Py_ssize_t _count_expired(self, double now) noexcept:
+        # Entries expired at now: a depth-first walk of the heap items keyed <= now.
+        cdef Py_ssize_t stack[256]
+        cdef Py_ssize_t top = 0, count = 0, i, child, end
+        if self.heap_len == 0 or self.heap_key[0] > now:
+            return 0
+        stack[top] = 0
+        top = 1
+        while top:
+            top -= 1
+            i = stack[top]
+            if self.deadline[self.heap_slot[i]] <= now:
+                count += 1
+            child = HEAP_ARITY * i + 1
+            end = min(child + HEAP_ARITY, self.heap_len)
+            while child < end:
+                if self.heap_key[child] <= now:
+                    stack[top] = child
+                    top += 1
+                child += 1
+        return count
+
+    # -- entries ------------------------------------------------------------
+
+    cdef inline bint _is_live(self, Py_ssize_t s, double now) noexcept:
+        # Whether slot s (or -1) holds an entry that has not expired at now.
+        return s >= 0 and self.deadline[s] > now
+
+    cdef int32_t _new_slot(self, object key, object value, Py_hash_t h, double deadline, Py_ssize_t size) except -1:
+        # Store a new entry (its key is absent) in a free slot, as most recently used.
+        cdef int32_t s
+        if self.free_head < 0:
+            self._grow()
+        if size != 1 and self.sizes == NULL:
+            self._use_sizes()
+        s = self.free_head
+        self.free_head = self.next[s]
+        self.slot_keys[s] = key
+        self.slot_values[s] = value
+        self.hashes[s] = h
+        self.heap_pos[s] = -1
+        if self.sizes != NULL:
+            self.sizes[s] = size
+        self.count += 1
+        self.currsize_c += size
+        self._table_insert(s)
+        self._link_head(s)
+        self._file_deadline(s, deadline)
+        return s
+
+    cdef tuple _remove_slot(self, int32_t s, str reason):
+        # Take the entry in slot s out of every structure; hand back (key, value, reason).
+        cdef object key = self.slot_keys[s]
+        cdef object value = self.slot_values[s]
+        self._table_remove(s)
+        self._unlink(s)
+        if self.heap_pos[s] >= 0:
+            self._heap_remove(s)
+        self.currsize_c -= self._size(s)
+        self.count -= 1
+        self.next[s] = self.free_head
+        self.free_head = s
+        self.slot_keys[s] = None     # key and value stay alive in the returned tuple
+        self.slot_values[s] = None
+        return (key, value, reason)
+
+    cdef int _expire_into(self, double now, list removed) except -1:
+        # Move every entry expired at now into removed, earliest deadline first.
+        cdef int32_t s
+        while self.heap_len and self.heap_key[0] <= now:
+            s = self.heap_slot[0]
+            if self.deadline[s] <= now:
+                removed.append(self._remove_slot(s, EXPIRE))
+            else:
+                self.heap_key[0] = self.deadline[s]
+                self._sift_down(0)
+        return 0
+
+    cdef int _make_room(self, int32_t keep, double now, list removed, Py_ssize_t extra) except -1:
+        # Bring currsize + extra within maxsize: expired entries first, then least recently used.
+        self._expire_into(now, removed)
+        while self.currsize_c + extra > self.maxsize_c and self.tail >= 0 and self.tail != keep:
+            removed.append(self._remove_slot(self.tail, EVICT))
+        return 0
+
+    cdef inline double _lifetime(self, object ttl) except? -1.0:
+        # The lifetime a set/touch asks for: the default when ttl is None.
+        if ttl is None:
+            return self.default_lifetime
+        if type(ttl) is float:
+            if ttl != ttl:
+                raise ValueError("ttl must not be NaN")
+            return <double>ttl
+        return to_seconds(ttl)
+
+    cdef inline int _enter(self) except -1:
+        # Refuse re-entry from user code running inside an operation.
+        if self.busy:
+            raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+        self._check_lists()
+        self.busy = True
+        return 0
+
+    cdef inline int _check_lists(self) except -1:
+        # The slot lists still span every slot (the garbage collector may empty them in a dying cycle).
+        if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
+            raise RuntimeError("LRUCache was cleared by the garbage collector")
+        return 0
+
+    # -- store-facing API ---------------------------------------------------
+
+    cpdef object put(self, object key, object value, object ttl=None, object size=None):
+        """Store ``value`` under ``key``; return what left the cache as (key, value, reason) triples.
+
+        reason ``"set"``: the previous value under key (replaced, or removed
+        because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
+        entries removed to make room; ``"evict"``: live LRU entries pushed out.
+        """
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double lifetime = self._lifetime(ttl)
+        cdef Py_ssize_t size_c
+        cdef double now
+        cdef Py_ssize_t s
+        cdef list removed = None
+        cdef object old_key, old_value
+        if size is None:
+            size_c = 1 if self._getsizeof is None else check_size(self._getsizeof(value))
+        else:
+            size_c = check_size(size)
+        now = self.now()
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                if lifetime <= 0 or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
+                    if s >= 0:
+                        removed = [self._remove_slot(<int32_t>s, SET if self.deadline[s] > now else EXPIRE)]
+                elif s >= 0:
+                    old_key = self.slot_keys[s]
+                    old_value = self.slot_values[s]
+                    removed = [(old_key, old_value, SET if self.deadline[s] > now else EXPIRE)]
+                    self.slot_values[s] = value
+                    if size_c != 1 and self.sizes == NULL:
+                        self._use_sizes()
+                    if self.sizes != NULL:
+                        self.currsize_c += size_c - self.sizes[s]
+                        self.sizes[s] = size_c
+                    self._move_to_head(<int32_t>s)
+                    self._file_deadline(<int32_t>s, now + lifetime)
+                    if self.maxsize_c >= 0 and self.currsize_c > self.maxsize_c:
+                        self._make_room(<int32_t>s, now, removed, 0)
+                else:
+                    if self.maxsize_c >= 0 and self.currsize_c + size_c > self.maxsize_c:
+                        removed = []
+                        self._make_room(-1, now, removed, size_c)
+                    self._new_slot(key, value, h, now + lifetime, size_c)
+            finally:
+                self.busy = False
+        return NO_REMOVALS if removed is None else removed
+
+    def pop_expired(self, key, default=None):
+        """If ``key`` is held but expired, remove it and return its value; else ``default``."""
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double now = self.now()
+        cdef Py_ssize_t s
+        cdef tuple entry = None
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                if s >= 0 and self.deadline[s] <= now:
+                    entry = self._remove_slot(<int32_t>s, EXPIRE)
+                    self._maybe_shrink()
+            finally:
+                self.busy = False
+        return default if entry is None else entry[1]
+
+    def remaining(self, key):
+        """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double now = self.now()
+        cdef Py_ssize_t s
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                if not self._is_live(s, now):
+                    return None
+                return self.deadline[s] - now
+            finally:
+                self.busy = False
+
+    cdef list _snapshot(self, int what):
+        # Live entries MRU first: 0 keys, 1 values, 2 (key, value), 3 (key, value, remaining).
+        cdef double now = self.now()
+        cdef list out = []
+        cdef int32_t s
+        with cython.critical_section(self):
+            self._check_lists()
+            s = self.head
+            while s >= 0:
+                if self.deadline[s] > now:
+                    if what == 0:
+                        out.append(self.slot_keys[s])
+                    elif what == 1:
+                        out.append(self.slot_values[s])
+                    elif what == 2:
+                        out.append((self.slot_keys[s], self.slot_values[s]))
+                    else:
+                        out.append((self.slot_keys[s], self.slot_values[s], self.deadline[s] - now))
+                s = self.next[s]
+        return out
+
+    def entries(self):
+        """Live entries as (key, value, remaining seconds), most recently used first."""
+        return self._snapshot(3)
+
+    def expire(self):
+        """Remove every expired entry; return them as (key, value), earliest deadline first."""
+        cdef double now = self.now()
+        cdef list removed = []
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                if self.heap_len and self.heap_key[0] <= now:
+                    self._expire_into(now, removed)
+                    self._maybe_shrink()
+            finally:
+                self.busy = False
+        return [(entry[0], entry[1]) for entry in removed]
+
+    # -- mapping protocol ---------------------------------------------------
+
+    def set(self, key, value, ttl=None):
+        """Store with a per-entry ttl (None: the default; math.inf: never; <= 0: remove)."""
+        self.put(key, value, ttl)
+
+    def __setitem__(self, key, value):
+        self.put(key, value)
+
+    cpdef object get(self, object key, object default=None):
+        """The live value (now most recently used), else ``default``."""
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double now = self.now()
+        cdef Py_ssize_t s
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                if not self._is_live(s, now):
+                    return default
+                self._move_to_head(<int32_t>s)
+                return self.slot_values[s]
+            finally:
+                self.busy = False
+
+    def __getitem__(self, key):
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    def peek(self, key, default=None):
+        """The live value without changing recency, else ``default``."""
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double now = self.now()
+        cdef Py_ssize_t s
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                return self.slot_values[s] if self._is_live(s, now) else default
+            finally:
+                self.busy = False
+
+    def __contains__(self, key):
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double now = self.now()
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                return self._is_live(self._find(key, h), now)
+            finally:
+                self.busy = False
+
+    def touch(self, key, ttl=None):
+        """Give a live entry a new deadline and make it most recently used; False if none."""
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double lifetime = self._lifetime(ttl)
+        cdef double now = self.now()
+        cdef Py_ssize_t s
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                if not self._is_live(s, now):
+                    return False
+                self._move_to_head(<int32_t>s)
+                self._file_deadline(<int32_t>s, now + lifetime if lifetime > 0 else now)
+                return True
+            finally:
+                self.busy = False
+
+    def pop(self, key, default=MISSING):
+        """Remove a live entry and return its value; ``default`` or KeyError if there is none."""
+        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef double now = self.now()
+        cdef Py_ssize_t s
+        cdef tuple entry = None
+        with cython.critical_section(self):
+            self._enter()
+            try:
+                s = self._find(key, h)
+                if self._is_live(s, now):
+                    entry = self._remove_slot(<int32_t>s, SET)
+                    self._maybe_shrink()
+            finally:
+                self.busy = False
+        if entry is None:
+            if default is MISSING:
+                raise KeyError(key)
+            return default
+        return entry[1]
+
+    def __delitem__(self, key):
+        self.pop(key)
+
+    def __len__(self):
+        cdef double now = self.now()
+        with cython.critical_section(self):
+            return self.count - self._count_expired(now)
+
+    def clear(self):
+        """Remove every entry and give the memory back."""
+        cdef list keys, values
+        with cython.critical_section(self):
+            self._enter()
+            keys, values = self.slot_keys, self.slot_values
+            self.slot_keys, self.slot_values = [], []
+            self._free_arrays()
+            self.busy = False
+        del keys, values  # released here, with the cache already empty
+
+    def keys(self):
+        """Live keys, most recently used first."""
+        return self._snapshot(0)
+
+    def values(self):
+        """Live values, most recently used first."""
+        return self._snapshot(1)
+
+    def items(self):
+        """Live (key, value) pairs, most recently used first."""
+        return self._snapshot(2)
+
+    def __iter__(self):
+        return iter(self._snapshot(0))
+
+    # -- for tests ----------------------------------------------------------
+
+    def check_invariants(self):
+        """Raise AssertionError if the index, recency list, free list or heap disagree."""
+        cdef Py_ssize_t i, n = 0, free = 0, total = 0, filed = 0, in_table = 0
+        cdef int32_t s, p
+        with cython.critical_section(self):
+            assert len(self.slot_keys) == self.capacity and len(self.slot_values) == self.capacity, "list length != capacity"
+            s, p = self.head, -1
+            while s >= 0:
+                assert n < self.capacity, "recency list has a cycle"
+                assert self.prev[s] == p, "prev link broken"
+                assert self._find_slot_in_table(s), "live slot missing from the table"
+                total += self._size(s)
+                if self.deadline[s] == INF:
+                    assert self.heap_pos[s] == -1, "never-expiring entry is in the heap"
+                else:
+                    i = self.heap_pos[s]
+                    assert 0 <= i < self.heap_len and self.heap_slot[i] == s, "entry missing from the heap"
+                    assert self.heap_key[i] <= self.deadline[s], "heap key later than the deadline"
+                    filed += 1
+                n += 1
+                p, s = s, self.next[s]
+            assert p == self.tail, "tail is not the last slot"
+            assert n == self.count, "count differs from the recency list"
+            s = self.free_head
+            while s >= 0:
+                assert free < self.capacity, "free list has a cycle"
+                assert self.slot_keys[s] is None and self.slot_values[s] is None, "free slot holds a reference"
+                free += 1
+                s = self.next[s]
+            assert n + free == self.capacity, "slots leaked: live + free != capacity"
+            for i in range(self.table_mask + 1 if self.capacity else 0):
+                if self.table[i] >= 0:
+                    in_table += 1
+            assert in_table == n, "table holds a different number of slots"
+            assert filed == self.heap_len, "heap holds a different number of slots"
+            for i in range(1, self.heap_len):
+                assert self.heap_key[(i - 1) // HEAP_ARITY] <= self.heap_key[i], "heap order broken"
+            assert total == self.currsize_c, "currsize differs from the sum of sizes"
+            assert self.maxsize_c < 0 or self.currsize_c <= self.maxsize_c, "over maxsize"
+
+    cdef bint _find_slot_in_table(self, int32_t s) noexcept:
+        # Whether slot s is reachable from its hash's home bucket.
+        cdef Py_ssize_t i = bucket_of(self.hashes[s], self.table_shift)
+        while self.table[i] >= 0:
+            if self.table[i] == s:
+                return True
+            i = (i + 1) & self.table_mask
+        return False
+
