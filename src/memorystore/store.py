@@ -1,5 +1,722 @@
-"""MemoryStore: placeholder until the store lands."""
+"""MemoryStore: sessions in process memory with a TTL each, an optional bound and cheap pruning.
+
+The store adds session semantics on top of the core (:class:`memorystore.LRUCache`):
+session-id validation, the ttl rules, serialization, ``dispose`` with a
+reason, ``stale`` reads, a background prune thread, snapshots, and one lock.
+
+Order of work in every mutating call: validate the arguments, compute the
+ttl, serialize and measure the value (all user code, run with no lock held),
+then take the lock for the core operations only, release it, and finally
+call ``dispose`` for whatever left the store.  So a failing serializer or ttl
+callable leaves the store untouched, and ``dispose`` may call the store.
+
+Snapshots (``dump``/``load``/``save``/``restore``) carry stored values, i.e.
+what the serializer produced; they are deserialized only by ``get``, as
+usual, so restoring a file never runs ``pickle.loads`` on it by itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from . import _core
+from ._log import logger
+
+__all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
+
+#: Longest session id accepted, in characters.
+MAX_SID_LENGTH = 1024
+#: Lifetime of a session with no ttl option and no cookie max age: one day.
+DEFAULT_TTL = 86400.0
+#: Version of the ``save``/``restore`` file format.
+SNAPSHOT_VERSION = 1
+
+_MISSING: Any = object()
+_INF = math.inf
 
 
-class MemoryStore:  # pragma: no cover - replaced by the real store
-    pass
+# -- argument checks ----------------------------------------------------------
+
+
+def _bad_sid(sid: object) -> None:
+    """Raise the error for a sid that failed the fast check (never echoes the sid itself)."""
+    if type(sid) is not str:
+        raise TypeError(f"sid must be a str (not a subclass), not {type(sid).__name__}")
+    raise ValueError(f"sid must be 1 to {MAX_SID_LENGTH} characters long, got {len(sid)}")
+
+
+def _seconds(value: object, what: str) -> float:
+    """A duration as float seconds: int, float or timedelta; no bool, no NaN."""
+    kind = type(value)
+    if kind is float or kind is int:
+        seconds = value
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {kind.__name__}")
+    else:  # int/float subclasses
+        seconds = value
+    try:
+        seconds = float(seconds)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError(f"{what} is too large") from None
+    if seconds != seconds:
+        raise ValueError(f"{what} must not be NaN")
+    return seconds
+
+
+def _cookie_ttl(session: object) -> float:
+    """The ttl from a session's cookie: ``max_age`` seconds, else ``maxAge`` ms, else one day.
+
+    A max age that is missing, ``None``, not a number (a numeric string too)
+    or NaN is ignored, as in the seed.
+    """
+    if type(session) is dict or isinstance(session, Mapping):
+        cookie = session.get("cookie")
+        if type(cookie) is dict or isinstance(cookie, Mapping):
+            for name, scale in (("max_age", 1.0), ("maxAge", 0.001)):
+                raw = cookie.get(name)
+                if raw is None:
+                    continue
+                try:
+                    seconds = _seconds(raw, name)
+                except (TypeError, ValueError):
+                    continue
+                return seconds * scale
+    return DEFAULT_TTL
+
+
+def _check_period(value: object) -> float | None:
+    """``None``/0 (no thread) or a positive finite number of seconds."""
+    if value is None:
+        return None
+    seconds = _seconds(value, "check_period")
+    if seconds == 0:
+        return None
+    if seconds < 0 or seconds == _INF or seconds > threading.TIMEOUT_MAX:
+        raise ValueError("check_period must be a positive, finite number of seconds, or None/0")
+    return seconds
+
+
+# -- the prune thread ---------------------------------------------------------
+
+
+def _prune_loop(store_ref: weakref.ReferenceType[MemoryStore], stop: threading.Event, period: float) -> None:
+    """Body of the prune thread: holds only a weak reference to its store."""
+    while not stop.wait(period):
+        store = store_ref()
+        if store is None:
+            return
+        try:
+            store.prune()
+        except BaseException:  # noqa: BLE001 - the thread must survive anything
+            logger.warning("periodic prune failed", exc_info=True)
+        del store
+    logger.debug("prune thread stopped")
+
+
+# Stores alive in this process, so that a forked child can fix them up.
+_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+_FORK_HELD: list[MemoryStore] = []
+
+
+def _before_fork() -> None:
+    # Hold every store's lock across fork(), so the child never inherits a core mid-update.
+    for store in list(_STORES):
+        store._lock.acquire()
+        _FORK_HELD.append(store)
+
+
+def _after_fork_in_parent() -> None:
+    while _FORK_HELD:
+        _FORK_HELD.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    held, _FORK_HELD[:] = list(_FORK_HELD), []
+    del held
+    for store in list(_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
+# -- the store ------------------------------------------------------------------
+
+
+class MemoryStore:
+    """A thread-safe session store in process memory (see SPEC "The store").
+
+    All durations are seconds (int/float) or ``datetime.timedelta``.
+    ``ttl``: lifetime of a session (a number, or ``ttl(sid, session)``); when
+    ``None``, the session's ``["cookie"]["max_age"]`` (seconds) or
+    ``["cookie"]["maxAge"]`` (milliseconds), else one day.  ``max``: bound on
+    the total ``length(stored_value, sid)`` of the entries (default length 1,
+    so ``max`` counts sessions).  ``check_period``: seconds between
+    background prunes (``None``/0: no thread).  ``dispose(sid, session,
+    reason)``: called after an entry left the store, reason ``"expire"``,
+    ``"evict"``, ``"delete"`` or ``"set"``.  ``stale``: ``get`` returns an
+    expired entry once.  ``serializer``: an object with ``dumps``/``loads``
+    (default :mod:`json`); ``None`` stores the objects themselves.
+    ``timer``: monotonic clock for the core (tests).
+
+    Locking: the core makes every single operation atomic, so the
+    per-request reads that are one core call (``get``, ``touch``, ``in``)
+    take no store lock; an expired entry is handed to exactly one caller, so
+    it is disposed once.  Writes and multi-step operations (``set``, ``add``,
+    ``destroy``, ``clear``, ``prune``, ``load``, ``all``/``ids``/``dump``,
+    interval control) hold the store's ``RLock`` around their core calls
+    only; user code (ttl callable, serializer, ``length``, ``dispose``) never
+    runs under it.  Around ``os.fork()`` every store lock is held, and the
+    child gets fresh locks and restarts its prune thread.
+    """
+
+    #: The core class; the test-suite fixture swaps it per core.
+    _core_class: type = _core.LRUCache
+
+    def __init__(
+        self,
+        *,
+        ttl: float | timedelta | Callable[[str, Any], float | timedelta] | None = None,
+        max: int | None = None,  # noqa: A002 - the option's public name
+        length: Callable[[Any, str], int] | None = None,
+        check_period: float | timedelta | None = None,
+        dispose: Callable[[str, Any, str], Any] | None = None,
+        stale: bool = False,
+        no_dispose_on_set: bool = False,
+        serializer: Any = json,
+        timer: Callable[[], float] | None = None,
+    ) -> None:
+        # ttl: a constant, a callable, or None (the cookie rule).
+        self._ttl_const: float | None = None
+        self._ttl_func: Callable[[str, Any], Any] | None = None
+        if ttl is None:
+            pass
+        elif callable(ttl) and not isinstance(ttl, timedelta):
+            self._ttl_func = ttl
+        else:
+            seconds = _seconds(ttl, "ttl")
+            if seconds <= 0:
+                raise ValueError("ttl must be > 0 (math.inf: never expires)")
+            self._ttl_const = seconds
+        if max is not None:
+            if isinstance(max, bool) or not isinstance(max, (int, float)):
+                raise TypeError(f"max must be an int or None, not {type(max).__name__}")
+            if not isinstance(max, int):
+                raise ValueError("max must be a whole number (an int >= 1)")
+            if max < 1:
+                raise ValueError("max must be >= 1 or None")
+        if length is not None and not callable(length):
+            raise TypeError("length must be callable or None")
+        if dispose is not None and not callable(dispose):
+            raise TypeError("dispose must be callable or None")
+        if timer is not None and not callable(timer):
+            raise TypeError("timer must be callable or None")
+        if serializer is not None and not (
+            callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))
+        ):
+            raise TypeError("serializer must have dumps() and loads(), or be None")
+        self._check_period = _check_period(check_period)
+
+        self._max = max
+        self._length = length
+        self._dispose = dispose
+        self._dispose_on_set = not no_dispose_on_set
+        self._stale = bool(stale)
+        self._serializer = serializer
+        self._dumps: Callable[[Any], Any] | None = None if serializer is None else serializer.dumps
+        self._loads: Callable[[Any], Any] | None = None if serializer is None else serializer.loads
+        self._timer = timer
+
+        core = self._core_class(maxsize=max, ttl=None, timer=timer)
+        self._core = core
+        # Hot core methods, bound once.
+        self._core_get = core.get
+        self._core_put = core.put
+        self._core_pop = core.pop
+        self._core_touch = core.touch
+        self._core_contains = core.__contains__
+        self._core_pop_expired = core.pop_expired
+        self._core_expire = core.expire
+        self._core_entries = core.entries
+
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._stop: threading.Event | None = None
+        _STORES.add(self)
+        logger.debug(
+            "store created: max=%s check_period=%s serializer=%s core=%s",
+            max,
+            self._check_period,
+            "none" if serializer is None else getattr(serializer, "__name__", type(serializer).__name__),
+            "compiled" if type(core).__module__ == "memorystore._lru" else "pure",
+        )
+        if self._check_period is not None:
+            self.start_interval()
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _ttl_for(self, sid: str, session: Any, ttl: Any) -> float:
+        """The lifetime for this write: the call's ttl, else the option, else the cookie rule."""
+        if ttl is not None:
+            return _seconds(ttl, "ttl")
+        if self._ttl_const is not None:
+            return self._ttl_const
+        if self._ttl_func is not None:
+            return _seconds(self._ttl_func(sid, session), "ttl returned by the ttl callable")
+        return _cookie_ttl(session)
+
+    def _measure(self, value: Any, sid: str) -> int:
+        """The length of one entry, from the ``length`` option, checked."""
+        size = self._length(value, sid)  # type: ignore[misc]
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"length() must return an int, not {type(size).__name__}")
+        if size < 0:
+            raise ValueError("length() must return an int >= 0")
+        return size
+
+    def _prepare(self, sid: str, session: Any, ttl: Any) -> tuple[Any, float, Any]:
+        """Everything a write needs, computed with no lock held: (stored value, seconds, size)."""
+        seconds = self._ttl_for(sid, session, ttl)
+        value = session if self._dumps is None else self._dumps(session)
+        size = None if self._length is None else self._measure(value, sid)
+        return value, seconds, size
+
+    def _notify(self, removed: Iterable[tuple[str, Any, str]]) -> None:
+        """Call dispose for each removed (sid, stored value, reason); no lock is held here."""
+        dispose = self._dispose
+        if dispose is None:
+            return
+        loads = self._loads
+        for sid, value, reason in removed:
+            if reason == "set" and not self._dispose_on_set:
+                continue
+            try:
+                dispose(sid, value if loads is None else loads(value), reason)
+            except Exception:
+                logger.warning("dispose raised for an entry leaving with reason %r", reason, exc_info=True)
+
+    # -- reads ------------------------------------------------------------------
+
+    def get(self, sid: str) -> Any:
+        """The session under ``sid`` (a fresh copy with a serializer), or ``None``.
+
+        Marks the entry most recently used.  An expired entry found here is
+        removed (dispose reason ``"expire"``); with ``stale=True`` it is
+        returned this one last time.
+        """
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            _bad_sid(sid)
+        # One atomic core call on a hit: no store lock needed (see "Locking" in the class doc).
+        value = self._core_get(sid, _MISSING)
+        if value is _MISSING:
+            value = self._core_pop_expired(sid, _MISSING)
+            if value is _MISSING:
+                return None
+            self._notify(((sid, value, "expire"),))
+            if not self._stale:
+                return None
+        return value if self._loads is None else self._loads(value)
+
+    def __contains__(self, sid: object) -> bool:
+        """Whether a live entry exists under ``sid``; recency is unchanged."""
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            _bad_sid(sid)
+        return self._core_contains(sid)
+
+    def all(self) -> dict[str, Any]:
+        """Every live session, ``{sid: session}``, most recently used first; recency is unchanged."""
+        with self._lock:
+            entries = self._core_entries()
+        loads = self._loads
+        if loads is None:
+            return {sid: value for sid, value, _ in entries}
+        return {sid: loads(value) for sid, value, _ in entries}
+
+    def ids(self) -> list[str]:
+        """Live session ids, most recently used first; recency is unchanged."""
+        with self._lock:
+            return [sid for sid, _, _ in self._core_entries()]
+
+    def length(self) -> int:
+        """How many live sessions the store holds."""
+        with self._lock:
+            return len(self._core)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._core)
+
+    # -- writes -----------------------------------------------------------------
+
+    def set(self, sid: str, session: Any, ttl: float | timedelta | None = None) -> None:
+        """Store ``session`` under ``sid`` as the most recently used entry.
+
+        ``ttl`` overrides the ttl option for this call (``math.inf``: never
+        expires; ``<= 0``: removes the entry).  If the ttl callable or the
+        serializer raises, the exception propagates and the store is unchanged.
+        An entry longer than ``max`` is not stored (an old one is removed).
+        """
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            _bad_sid(sid)
+        if ttl is None and self._ttl_const is not None:
+            seconds = self._ttl_const
+        else:
+            seconds = self._ttl_for(sid, session, ttl)
+        value = session if self._dumps is None else self._dumps(session)
+        size = None if self._length is None else self._measure(value, sid)
+        with self._lock:
+            removed = self._core_put(sid, value, seconds, size)
+        if removed and self._dispose is not None:
+            self._notify(removed)
+
+    def add(self, sid: str, session: Any, ttl: float | timedelta | None = None) -> bool:
+        """Store ``session`` only if no live entry exists under ``sid``; return whether it did."""
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            _bad_sid(sid)
+        value, seconds, size = self._prepare(sid, session, ttl)
+        with self._lock:
+            if self._core_contains(sid):
+                return False
+            removed = self._core_put(sid, value, seconds, size)
+        if removed and self._dispose is not None:
+            self._notify(removed)
+        return True
+
+    def destroy(self, sids: str | Iterable[str]) -> None:
+        """Remove one session, or each of an iterable of sids (all are validated first).
+
+        Dispose reason ``"delete"`` (``"expire"`` for an entry that had
+        already expired); unknown sids are ignored.
+        """
+        if type(sids) is str:
+            if not 0 < len(sids) <= MAX_SID_LENGTH:
+                _bad_sid(sids)
+            batch: Iterable[str] = (sids,)
+        else:
+            try:
+                batch = list(sids)  # type: ignore[arg-type]
+            except TypeError:
+                raise TypeError(
+                    f"destroy() takes a sid or an iterable of sids, not {type(sids).__name__}"
+                ) from None
+            for sid in batch:
+                if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+                    _bad_sid(sid)
+        removed = []
+        with self._lock:
+            for sid in batch:
+                value = self._core_pop(sid, _MISSING)
+                if value is not _MISSING:
+                    removed.append((sid, value, "delete"))
+                else:
+                    value = self._core_pop_expired(sid, _MISSING)
+                    if value is not _MISSING:
+                        removed.append((sid, value, "expire"))
+        if removed:
+            self._notify(removed)
+
+    def touch(self, sid: str, session: Any = None, ttl: float | timedelta | None = None) -> bool:
+        """Give a live entry a new deadline and make it most recently used.
+
+        The lifetime is ``ttl`` if given, else the ttl rules applied to
+        ``session`` (with ``session=None`` and no ttl option: one day).  The
+        stored value is neither re-serialized nor disposed.  A lifetime
+        ``<= 0`` leaves the entry expired (it is disposed as ``"expire"``
+        when next found).  Returns ``False``, changing nothing, when there is
+        no live entry.
+        """
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            _bad_sid(sid)
+        seconds = self._ttl_for(sid, session, ttl)
+        return self._core_touch(sid, seconds)
+
+    def clear(self) -> None:
+        """Remove every entry: dispose reason ``"delete"`` for live ones, ``"expire"`` for expired ones."""
+        if self._dispose is None:
+            with self._lock:
+                self._core.clear()
+            logger.debug("cleared the store")
+            return
+        removed: list[tuple[str, Any, str]] = []
+        with self._lock:
+            # Entry by entry, each removal atomic: a concurrent get() that pops an entry
+            # expiring meanwhile disposes it itself, so nothing is disposed twice.
+            removed.extend((sid, value, "expire") for sid, value in self._core_expire())
+            for sid, _, _ in self._core_entries():
+                value = self._core_pop(sid, _MISSING)
+                if value is not _MISSING:
+                    removed.append((sid, value, "delete"))
+                    continue
+                value = self._core_pop_expired(sid, _MISSING)
+                if value is not _MISSING:
+                    removed.append((sid, value, "expire"))
+            removed.extend((sid, value, "expire") for sid, value in self._core_expire())
+        logger.debug("cleared %d entries", len(removed))
+        self._notify(removed)
+
+    def prune(self) -> int:
+        """Remove every expired entry (dispose reason ``"expire"``); return how many.
+
+        Costs O(expired entries); recency order is unchanged.
+        """
+        with self._lock:
+            expired = self._core_expire()
+        if expired:
+            logger.debug("pruned %d expired entries", len(expired))
+            if self._dispose is not None:
+                self._notify((sid, value, "expire") for sid, value in expired)
+        return len(expired)
+
+    # -- the prune thread -----------------------------------------------------------
+
+    @property
+    def check_period(self) -> float | None:
+        """Seconds between background prunes, or ``None``."""
+        return self._check_period
+
+    def start_interval(self, check_period: float | timedelta | None = None) -> None:
+        """Start (or restart) the background prune thread.
+
+        ``check_period`` replaces the option when given; with neither, raises
+        ``ValueError``.
+        """
+        if check_period is not None:
+            period = _check_period(check_period)
+            if period is None:
+                raise ValueError("start_interval() needs a check_period > 0")
+        elif self._check_period is None:
+            raise ValueError("start_interval() needs a check_period > 0 (none was configured)")
+        else:
+            period = self._check_period
+        self.stop_interval()
+        with self._lock:
+            self._check_period = period
+            self._start_thread_locked()
+
+    def _start_thread_locked(self) -> None:
+        period = self._check_period
+        assert period is not None
+        if self._stop is not None:  # a concurrent start_interval() won the race: retire its thread
+            self._stop.set()
+        stop = threading.Event()
+        # When the store is collected, the weakref callback wakes the thread so it can exit.
+        ref = weakref.ref(self, lambda _ref, stop=stop: stop.set())
+        thread = threading.Thread(
+            target=_prune_loop, args=(ref, stop, period), name="memorystore-prune", daemon=True
+        )
+        self._stop = stop
+        self._thread = thread
+        thread.start()
+        logger.debug("prune thread started: every %s s", period)
+
+    def stop_interval(self) -> None:
+        """Stop the background prune thread, if any, and wait for it to end."""
+        with self._lock:
+            thread, stop = self._thread, self._stop
+            self._thread = self._stop = None
+        if stop is not None:
+            stop.set()
+        if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
+            thread.join()
+
+    def close(self) -> None:
+        """Stop background work (idempotent); the store stays usable."""
+        self.stop_interval()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock, and a fresh prune thread if the parent had one."""
+        self._lock = threading.RLock()
+        if self._thread is not None:
+            self._thread = self._stop = None
+            self._start_thread_locked()
+
+    # -- snapshots --------------------------------------------------------------------
+
+    def dump(self) -> list[tuple[str, Any, float]]:
+        """Live entries as ``(sid, stored value, remaining seconds)``, least recently used first.
+
+        That order makes ``load`` restore recency.  ``math.inf`` marks an
+        entry that never expires.
+        """
+        with self._lock:
+            entries = self._core_entries()
+        entries.reverse()
+        return entries
+
+    def load(self, entries: Iterable[tuple[str, Any, float | None]]) -> int:
+        """Store ``(sid, stored value, remaining seconds)`` entries, in order; return how many.
+
+        Values are taken as already serialized.  Entries with remaining
+        ``<= 0`` are skipped (never resurrected); ``None`` or ``math.inf``
+        means never expires.  Every entry is validated before any is stored.
+        """
+        batch = []
+        for entry in entries:
+            try:
+                sid, value, remaining = entry
+            except (TypeError, ValueError):
+                raise TypeError("load() takes (sid, stored value, remaining seconds) triples") from None
+            if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+                _bad_sid(sid)
+            seconds = _INF if remaining is None else _seconds(remaining, "remaining")
+            if seconds <= 0:
+                continue
+            size = None if self._length is None else self._measure(value, sid)
+            batch.append((sid, value, seconds, size))
+        removed: list[tuple[str, Any, str]] = []
+        with self._lock:
+            for sid, value, seconds, size in batch:
+                removed.extend(self._core_put(sid, value, seconds, size))
+        logger.debug("loaded %d entries", len(batch))
+        if removed:
+            self._notify(removed)
+        return len(batch)
+
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Write a snapshot of the live entries to ``path`` atomically; return how many.
+
+        The file is JSON: ``{"version": 1, "saved_at": <time.time()>,
+        "format": ..., "entries": [[sid, value, remaining or null], ...]}``.
+        ``format`` is ``"text"`` (str values, e.g. the json serializer),
+        ``"base64"`` (bytes values, e.g. pickle) or ``"json"``
+        (``serializer=None``: the objects themselves, which must then be
+        JSON-compatible, else ``TypeError``).  Written to a temporary file
+        (mode 0600) in the same directory, then renamed over ``path``.
+        """
+        target = Path(path)
+        saved_at = time.time()
+        entries = self.dump()
+        if self._serializer is None:
+            fmt = "json"
+            rows = [[sid, value, None if rem == _INF else rem] for sid, value, rem in entries]
+        elif all(type(value) is str for _, value, _ in entries):
+            fmt = "text"
+            rows = [[sid, value, None if rem == _INF else rem] for sid, value, rem in entries]
+        elif all(isinstance(value, (bytes, bytearray)) for _, value, _ in entries):
+            fmt = "base64"
+            rows = [
+                [sid, base64.b64encode(value).decode("ascii"), None if rem == _INF else rem]
+                for sid, value, rem in entries
+            ]
+        else:
+            raise TypeError("save() needs stored values that are all str or all bytes")
+        document = {"version": SNAPSHOT_VERSION, "saved_at": saved_at, "format": fmt, "entries": rows}
+        try:
+            data = json.dumps(document, allow_nan=False, separators=(",", ":"))
+        except ValueError as exc:  # a circular or NaN-holding object with serializer=None
+            raise TypeError(f"the stored sessions are not JSON-compatible: {exc}") from None
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        logger.debug("saved %d entries", len(rows))
+        return len(rows)
+
+    def restore(self, path: str | os.PathLike[str]) -> int:
+        """Load a snapshot written by ``save``; return how many entries were stored.
+
+        Each remaining ttl is reduced by the wall-clock time elapsed since the
+        snapshot, so entries that would have expired meanwhile stay gone;
+        never-expiring entries stay never-expiring.  A missing file raises
+        ``FileNotFoundError``; a malformed one ``ValueError``.
+        """
+        with open(path, encoding="utf-8") as handle:
+            try:
+                document = json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a memorystore snapshot: {exc}") from None
+        if not isinstance(document, dict) or document.get("version") != SNAPSHOT_VERSION:
+            raise ValueError("not a memorystore snapshot (version 1)")
+        fmt = document.get("format")
+        saved_at = document.get("saved_at")
+        rows = document.get("entries")
+        if fmt not in ("text", "base64", "json") or not isinstance(rows, list):
+            raise ValueError("not a memorystore snapshot: bad format or entries")
+        if isinstance(saved_at, bool) or not isinstance(saved_at, (int, float)) or saved_at != saved_at:
+            raise ValueError("not a memorystore snapshot: bad saved_at")
+        if (fmt == "json") != (self._serializer is None):
+            raise ValueError(
+                f"snapshot format {fmt!r} does not match this store's serializer "
+                f"({'None' if self._serializer is None else 'set'})"
+            )
+        elapsed = max(0.0, time.time() - saved_at)
+        entries = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != 3:
+                raise ValueError("not a memorystore snapshot: bad entry")
+            sid, value, remaining = row
+            if fmt == "base64":
+                if not isinstance(value, str):
+                    raise ValueError("not a memorystore snapshot: bad base64 value")
+                try:
+                    value = base64.b64decode(value.encode("ascii"), validate=True)
+                except (ValueError, UnicodeEncodeError):
+                    raise ValueError("not a memorystore snapshot: bad base64 value") from None
+            elif fmt == "text" and not isinstance(value, str):
+                raise ValueError("not a memorystore snapshot: bad text value")
+            if remaining is not None:
+                if isinstance(remaining, bool) or not isinstance(remaining, (int, float)):
+                    raise ValueError("not a memorystore snapshot: bad remaining time")
+                remaining = remaining - elapsed
+            entries.append((sid, value, remaining))
+        count = self.load(entries)
+        logger.debug("restored %d of %d entries", count, len(entries))
+        return count
+
+    # -- misc -----------------------------------------------------------------------
+
+    @property
+    def core(self) -> Any:
+        """The core cache (for tests and adapters); bypassing the store skips its rules."""
+        return self._core
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the core's structures are inconsistent."""
+        with self._lock:
+            self._core.check_invariants()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} len={len(self)} max={self._max} "
+            f"check_period={self._check_period} thread={'on' if self._thread is not None else 'off'}>"
+        )
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError(f"cannot pickle or copy {type(self).__name__}; use dump()/load() or save()/restore()")
+
+    def __copy__(self) -> Any:
+        raise TypeError(f"cannot copy {type(self).__name__}; use dump()/load()")
+
+    def __deepcopy__(self, memo: object) -> Any:
+        raise TypeError(f"cannot copy {type(self).__name__}; use dump()/load()")
