@@ -1,0 +1,367 @@
+"""memorystore.cachelib.MemoryStoreCache: the cachelib BaseCache contract, and Flask-Session on top."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import pickle
+import threading
+from typing import Any
+
+import pytest
+
+cachelib = pytest.importorskip("cachelib")
+
+from memorystore.cachelib import MemoryStoreCache  # noqa: E402
+
+
+@pytest.fixture
+def cache(store_cls: type, fake_timer: Any) -> MemoryStoreCache:
+    return MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle), default_timeout=300)
+
+
+def test_is_a_cachelib_cache(cache: MemoryStoreCache) -> None:
+    assert isinstance(cache, cachelib.BaseCache)
+
+
+def test_get_set_and_miss(cache: MemoryStoreCache) -> None:
+    assert cache.get("missing") is None
+    assert cache.set("k", {"a": [1, 2]}) is True
+    assert cache.get("k") == {"a": [1, 2]}
+    assert cache.set("k", "replaced") is True
+    assert cache.get("k") == "replaced"
+
+
+def test_set_accepts_keyword_arguments_as_flask_session_calls_it(cache: MemoryStoreCache) -> None:
+    assert cache.set(key="session:x", value={"n": 1}, timeout=60) is True
+    assert cache.get("session:x") == {"n": 1}
+
+
+def test_default_timeout(cache: MemoryStoreCache, fake_timer: Any) -> None:
+    cache.set("k", 1)
+    fake_timer.advance(299)
+    assert cache.has("k")
+    fake_timer.advance(1)
+    assert not cache.has("k")
+    assert cache.get("k") is None
+
+
+def test_timeout_zero_never_expires(cache: MemoryStoreCache, fake_timer: Any) -> None:
+    cache.set("forever", 1, timeout=0)
+    fake_timer.advance(10**9)
+    assert cache.get("forever") == 1
+
+
+def test_default_timeout_zero_never_expires(store_cls: type, fake_timer: Any) -> None:
+    cache = MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle), default_timeout=0)
+    cache.set("k", 1)
+    fake_timer.advance(10**9)
+    assert cache.get("k") == 1
+
+
+def test_negative_timeout_is_already_expired(cache: MemoryStoreCache) -> None:
+    cache.set("k", "old")
+    assert cache.set("k", "new", timeout=-1) is True
+    assert cache.get("k") is None
+    assert not cache.has("k")
+    assert len(cache.store) == 0
+
+
+@pytest.mark.parametrize(("timeout", "alive_until"), [(dt.timedelta(seconds=10), 10), (dt.timedelta(milliseconds=200), 1)])
+def test_timedelta_timeout_rounds_up_to_whole_seconds(
+    cache: MemoryStoreCache, fake_timer: Any, timeout: dt.timedelta, alive_until: int
+) -> None:
+    cache.set("k", 1, timeout=timeout)
+    fake_timer.advance(alive_until - 0.001)
+    assert cache.has("k")
+    fake_timer.advance(0.001)
+    assert not cache.has("k")
+
+
+def test_timedelta_default_timeout(store_cls: type, fake_timer: Any) -> None:
+    cache = MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle), default_timeout=dt.timedelta(minutes=1))
+    cache.set("k", 1)
+    fake_timer.advance(59)
+    assert cache.has("k")
+    fake_timer.advance(1)
+    assert not cache.has("k")
+
+
+def test_bad_timeout_type(cache: MemoryStoreCache) -> None:
+    with pytest.raises(TypeError):
+        cache.set("k", 1, timeout="10")  # type: ignore[arg-type]
+    assert not cache.has("k")
+
+
+def test_add_does_not_overwrite_a_live_key(cache: MemoryStoreCache, fake_timer: Any) -> None:
+    assert cache.add("k", "first") is True
+    assert cache.add("k", "second") is False
+    assert cache.get("k") == "first"
+    fake_timer.advance(300)  # expired: add may take the key again
+    assert cache.add("k", "third") is True
+    assert cache.get("k") == "third"
+
+
+def test_add_with_negative_timeout(cache: MemoryStoreCache) -> None:
+    assert cache.add("absent", 1, timeout=-1) is True
+    assert not cache.has("absent")
+    cache.set("present", 1)
+    assert cache.add("present", 2, timeout=-1) is False
+    assert cache.get("present") == 1
+
+
+def test_add_is_atomic_under_threads(cache: MemoryStoreCache) -> None:
+    winners: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def contender(n: int) -> None:
+        barrier.wait()
+        if cache.add("lock", n):
+            winners.append(n)
+
+    threads = [threading.Thread(target=contender, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    assert cache.get("lock") == winners[0]
+
+
+def test_delete_and_has(cache: MemoryStoreCache) -> None:
+    assert cache.delete("missing") is False
+    cache.set("k", None)  # a stored None is still a key
+    assert cache.has("k") is True
+    assert cache.delete("k") is True
+    assert cache.has("k") is False
+    assert cache.delete("k") is False
+
+
+def test_get_many_and_get_dict_with_a_miss(cache: MemoryStoreCache) -> None:
+    cache.set("a", 1)
+    cache.set("c", 3)
+    assert cache.get_many("a", "b", "c") == [1, None, 3]
+    assert cache.get_dict("a", "b", "c") == {"a": 1, "b": None, "c": 3}
+
+
+def test_set_many(cache: MemoryStoreCache, fake_timer: Any) -> None:
+    assert sorted(cache.set_many({"a": 1, "b": 2}, timeout=10)) == ["a", "b"]
+    assert cache.get_many("a", "b") == [1, 2]
+    fake_timer.advance(10)
+    assert cache.get_many("a", "b") == [None, None]
+
+
+def test_delete_many(cache: MemoryStoreCache) -> None:
+    cache.set_many({"a": 1, "b": 2, "c": 3})
+    # a key that is absent after the attempt counts as deleted (cachelib 0.17)
+    assert cache.delete_many("a", "b", "missing") == ["a", "b", "missing"]
+    assert cache.get_many("a", "b", "c") == [None, None, 3]
+
+
+def test_clear(cache: MemoryStoreCache) -> None:
+    cache.set_many({"a": 1, "b": 2})
+    assert cache.clear() is True
+    assert cache.get_many("a", "b") == [None, None]
+    assert len(cache.store) == 0
+
+
+def test_inc_and_dec_from_missing(cache: MemoryStoreCache) -> None:
+    assert cache.inc("hits") == 1
+    assert cache.inc("hits", 5) == 6
+    assert cache.dec("hits", 2) == 4
+    assert cache.get("hits") == 4
+    assert cache.dec("down") == -1
+    assert cache.dec("down", 3) == -4
+
+
+def test_inc_is_atomic_under_threads(cache: MemoryStoreCache) -> None:
+    barrier = threading.Barrier(8)
+
+    def bump() -> None:
+        barrier.wait()
+        for _ in range(200):
+            cache.inc("n")
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.get("n") == 1600
+
+
+def test_values_are_returned_as_copies(cache: MemoryStoreCache) -> None:
+    value = {"items": [1]}
+    cache.set("k", value)
+    value["items"].append(2)  # the caller's object changes after set...
+    first = cache.get("k")
+    assert first == {"items": [1]}  # ...the cached one does not
+    first["items"].append(3)
+    assert cache.get("k") == {"items": [1]}
+    assert cache.get("k") is not cache.get("k")
+
+
+class Point:
+    def __init__(self, x: int, y: int) -> None:
+        self.x, self.y = x, y
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and (self.x, self.y) == (other.x, other.y)
+
+
+def test_default_store_holds_any_picklable_value() -> None:
+    cache = MemoryStoreCache()
+    value = {"point": Point(1, 2), "when": dt.datetime(2026, 1, 1), "set": {1, 2}, "bytes": b"\x00"}
+    cache.set("k", value)
+    assert cache.get("k") == value
+    assert cache.get("k") is not value
+    with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
+        cache.set("bad", lambda: None)
+    assert not cache.has("bad")
+
+
+def test_store_options_build_the_default_store(fake_timer: Any) -> None:
+    cache = MemoryStoreCache(max=2, timer=fake_timer)
+    cache.set_many({"a": 1, "b": 2, "c": 3})
+    assert len(cache.store) == 2
+    assert cache.get("a") is None  # least recently used went first
+
+
+def test_store_options_with_an_explicit_store_are_refused(store_cls: type) -> None:
+    with pytest.raises(TypeError):
+        MemoryStoreCache(store_cls(), max=10)
+
+
+def test_a_passed_store_is_used_as_is(store_cls: type) -> None:
+    store = store_cls(serializer=None)  # no copies, by the user's choice
+    cache = MemoryStoreCache(store)
+    value = {"a": 1}
+    cache.set("k", value)
+    assert cache.get("k") is value
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "x" * 1025, "y" * 100_000, "\0starts-with-nul", "é" * 1024, "\ud800lone-surrogate"],
+    ids=["empty", "1025", "huge", "nul", "1024-non-ascii", "surrogate"],
+)
+def test_any_str_key_works(cache: MemoryStoreCache, key: str) -> None:
+    assert cache.set(key, "v") is True
+    assert cache.get(key) == "v"
+    assert cache.has(key)
+    assert cache.add(key, "w") is False
+    assert cache.inc(key + "#n") == 1
+    assert cache.delete(key) is True
+    assert not cache.has(key)
+
+
+def test_long_keys_do_not_collide(cache: MemoryStoreCache) -> None:
+    base = "k" * 2000
+    cache.set(base + "1", 1)
+    cache.set(base + "2", 2)
+    cache.set("\0" + "k", 3)
+    cache.set("k", 4)
+    assert cache.get_many(base + "1", base + "2", "\0k", "k") == [1, 2, 3, 4]
+    assert all(0 < len(key) <= 1024 for key in cache.store.ids())
+
+
+def test_short_keys_are_stored_as_they_are(cache: MemoryStoreCache) -> None:
+    cache.set("session:abc", 1)
+    assert cache.store.ids() == ["session:abc"]
+
+
+def test_str_subclass_keys_are_plain_str_in_the_store(cache: MemoryStoreCache) -> None:
+    class Key(str):
+        pass
+
+    cache.set(Key("k"), 1)
+    assert cache.get("k") == 1
+    [stored] = cache.store.ids()
+    assert type(stored) is str
+
+
+def test_non_str_keys_are_refused(cache: MemoryStoreCache) -> None:
+    for key in (1, b"k", None, ("k",)):
+        with pytest.raises(TypeError):
+            cache.set(key, 1)  # type: ignore[arg-type]
+    assert len(cache.store) == 0
+
+
+def test_timeouts_map_to_store_ttls(cache: MemoryStoreCache) -> None:
+    assert cache._ttl(None) == 300
+    assert cache._ttl(0) == math.inf
+    assert cache._ttl(-5) is None
+    assert cache._ttl(dt.timedelta(seconds=1.5)) == 2
+
+
+# -- Flask-Session, SESSION_TYPE="cachelib" (research/integrations.md, section 1) --
+
+
+def flask_session_app(backend: MemoryStoreCache) -> Any:
+    flask = pytest.importorskip("flask")
+    flask_session = pytest.importorskip("flask_session")
+    app = flask.Flask(__name__)
+    app.secret_key = "s"
+    app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=backend)
+    flask_session.Session(app)
+
+    @app.get("/incr")
+    def incr() -> str:
+        flask.session["n"] = flask.session.get("n", 0) + 1
+        return str(flask.session["n"])
+
+    @app.get("/noop")
+    def noop() -> str:
+        return "ok"
+
+    @app.get("/logout")
+    def logout() -> str:
+        flask.session.clear()
+        return "bye"
+
+    return app
+
+
+def test_flask_session_end_to_end() -> None:
+    backend = MemoryStoreCache()
+    client = flask_session_app(backend).test_client()
+    assert client.get("/noop").headers.getlist("Set-Cookie") == []
+    assert backend.store.length() == 0
+    assert client.get("/incr").text == "1"
+    assert client.get("/incr").text == "2"
+    sid = client.get_cookie("session").value
+    assert backend.store.get("session:" + sid) == {"_permanent": True, "n": 2}
+    client.get("/logout")
+    assert client.get_cookie("session") is None
+    assert backend.store.length() == 0
+
+
+def test_flask_session_keeps_markup_flash_messages() -> None:
+    """Pickle (the default store's serializer) keeps Markup, which msgspec/JSON routes lose."""
+    flask = pytest.importorskip("flask")
+    markupsafe = pytest.importorskip("markupsafe")
+    backend = MemoryStoreCache()
+    app = flask_session_app(backend)
+
+    @app.get("/flash")
+    def flash() -> str:
+        flask.flash(markupsafe.Markup("<b>saved</b>"))
+        return "flashed"
+
+    @app.get("/show")
+    def show() -> str:
+        [message] = flask.get_flashed_messages()
+        return type(message).__name__
+
+    client = app.test_client()
+    client.get("/flash")
+    assert client.get("/show").text == "Markup"
+
+
+def test_flask_session_unknown_sid_is_not_adopted() -> None:
+    backend = MemoryStoreCache()
+    client = flask_session_app(backend).test_client()
+    client.set_cookie("session", "attacker-chosen-id")
+    assert client.get("/incr").text == "1"
+    assert client.get_cookie("session").value != "attacker-chosen-id"
+    assert "session:attacker-chosen-id" not in backend.store
