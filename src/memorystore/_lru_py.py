@@ -107,6 +107,20 @@ class _Entry:
         self.heap_item: list[Any] | None = None
 
 
+# What a heap item points at once it is no longer current (its entry left the
+# cache or got a newer item): a stale item must not keep a removed entry, and
+# so its key and value, alive; and clearing it breaks the entry <-> item cycle.
+_DEAD = _Entry(None, None, _INF, 0)
+
+
+def _retire(entry: _Entry) -> None:
+    # Detach entry from its heap item, if any.
+    item = entry.heap_item
+    if item is not None:
+        item[2] = _DEAD
+        entry.heap_item = None
+
+
 class LRUCache(Generic[K, V]):
     """A bounded, TTL-aware LRU mapping; expired entries are invisible.
 
@@ -197,10 +211,11 @@ class LRUCache(Generic[K, V]):
         # Give entry a new deadline, keeping the heap key a lower bound of it.
         entry.deadline = deadline
         if deadline == _INF:
-            entry.heap_item = None
+            _retire(entry)
             return
         item = entry.heap_item
         if item is None or deadline < item[0]:
+            _retire(entry)
             item = [deadline, next(self._seq), entry]
             entry.heap_item = item
             heapq.heappush(self._heap, item)
@@ -216,7 +231,7 @@ class LRUCache(Generic[K, V]):
         # Remove entry from the index first: that is the one step that may raise.
         del self._order[entry.key]
         self._currsize -= entry.size
-        entry.heap_item = None
+        _retire(entry)
 
     def _expire_into(self, now: float, removed: list[tuple[Any, Any, str]]) -> None:
         # Move every entry expired at `now` into `removed`, earliest deadline first.
@@ -226,11 +241,11 @@ class LRUCache(Generic[K, V]):
             entry = item[2]
             if entry.heap_item is not item:
                 heapq.heappop(heap)
-            elif entry.deadline <= now:
+            elif entry.deadline == item[0]:  # an exact key, so the entry is expired
                 self._unlink(entry)
                 heapq.heappop(heap)
                 removed.append((entry.key, entry.value, "expire"))
-            else:
+            else:  # the deadline moved later: re-file it, expired or not, to keep the order
                 refiled = [entry.deadline, next(self._seq), entry]
                 entry.heap_item = refiled
                 heapq.heapreplace(heap, refiled)
@@ -281,12 +296,13 @@ class LRUCache(Generic[K, V]):
             try:
                 old = self._order.get(key)
                 maxsize = self._maxsize
-                if lifetime <= 0 or (maxsize is not None and size > maxsize):
+                deadline = now + lifetime
+                # deadline <= now: ttl <= 0, or so small that now + ttl == now.
+                if deadline <= now or (maxsize is not None and size > maxsize):
                     if old is not None:
                         self._unlink(old)
                         removed.append((old.key, old.value, _replaced(old, now)))
                     return removed or _NO_REMOVALS
-                deadline = now + lifetime
                 if old is not None:
                     self._order.move_to_end(key)
                     removed.append((old.key, old.value, _replaced(old, now)))
@@ -457,11 +473,13 @@ class LRUCache(Generic[K, V]):
             self._enter()
             try:
                 order, self._order = self._order, OrderedDict()
-                self._heap = []
+                heap, self._heap = self._heap, []
                 self._currsize = 0
+                for item in heap:
+                    item[2] = _DEAD
             finally:
                 self._busy = False
-        del order  # values are released here, with the cache already empty
+        del order, heap  # values are released here, with the cache already empty
 
     def keys(self) -> list[K]:
         """Live keys, most recently used first."""
