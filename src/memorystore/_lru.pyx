@@ -2,17 +2,18 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The compiled core: ``LRUCache`` over C arrays (see ``_lru_py.py`` for the twin).
 
-Every entry lives in a *slot*; a slot's fields are spread over parallel arrays::
+Every entry lives in a numbered *slot*::
 
-     slot:           0    1     2      3    4   ...  capacity-1
-    slot_keys[]    | k0 | k1  | None | k3 | k4 |    Python lists: the GC sees them
-    slot_values[]  | v0 | v1  | None | v3 | v4 |
-    hashes[]       | h0 | h1  |      | h3 | h4 |    Py_hash_t, for probing and rehashing
-    deadline[]     | d0 | inf |      | d3 | d4 |    monotonic seconds; inf = never
-    sizes[]        | 1  | 1   |      | 5  | 1  |    NULL while every size is 1
-    prev[]/next[]  recency list: head (MRU) <-> ... <-> tail (LRU); free
-                   slots are chained through next[] from free_head
-    heap_pos[]     | 0  | -1  |      | 2  | 1  |    where the slot sits in the heap, -1 = not filed
+     slot:           0      1      2      3    ...  capacity-1
+    slot_keys[]    | k0   | k1   | None | k3   |    Python lists: the GC sees
+    slot_values[]  | v0   | v1   | None | v3   |    keys and values there
+    slots[]        | Slot | Slot | free | Slot |    one 24-byte C struct a slot:
+                     deadline   monotonic seconds, inf = never expires
+                     hash32     low 32 bits of hash(key), for probing and rehashing
+                     prev/next  recency list, head (MRU) <-> ... <-> tail (LRU);
+                                free slots are chained through next from free_head
+                     heap_pos   index in the heap, -1 = not filed
+    sizes[]        NULL while every entry has size 1, else one Py_ssize_t a slot
 
     table[]        open addressing, linear probing, 2x..4x capacity buckets of slot
                    numbers (-1 = empty); deletions shift back, so there are no tombstones
@@ -33,8 +34,9 @@ cimport cython
 from cpython.list cimport PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
+from libc.math cimport NAN
 from cpython.time cimport monotonic
-from libc.stdint cimport int32_t, uint64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 import numbers
@@ -43,6 +45,28 @@ from types import GenericAlias
 
 cdef extern from *:
     long CYTHON_HEX_VERSION
+
+cdef extern from *:
+    """
+    #include <time.h>
+    /* Linux's coarse monotonic clock: same origin as CLOCK_MONOTONIC, a few
+       ms resolution, a plain vDSO read; -1 where there is none. */
+    static double memorystore_coarse_clock(void) {
+    #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+            return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    #endif
+        return -1.0;
+    }
+    """
+    double memorystore_coarse_clock() noexcept nogil
+
+
+# The default clock: the coarse monotonic clock where there is one, else CPython's.
+cdef inline double default_clock() noexcept nogil:
+    cdef double t = memorystore_coarse_clock()
+    return t if t >= 0 else monotonic()
 
 CYTHON_VERSION = "%d.%d.%d" % ((CYTHON_HEX_VERSION >> 24) & 0xFF, (CYTHON_HEX_VERSION >> 16) & 0xFF,
                                (CYTHON_HEX_VERSION >> 8) & 0xFF)
@@ -58,6 +82,14 @@ cdef str EVICT = "evict"
 
 cdef Py_ssize_t MIN_CAPACITY = 8
 cdef Py_ssize_t MAX_CAPACITY = 0x3FFFFFFF
+
+ctypedef struct Slot:
+    double deadline
+    uint32_t hash32
+    int32_t prev
+    int32_t next
+    int32_t heap_pos
+
 cdef int HEAP_ARITY = 4
 
 
@@ -108,9 +140,9 @@ cdef object check_default_ttl(object ttl):
     return seconds
 
 
-# Scatter a hash over the table: Fibonacci hashing keeps patterned ints apart.
-cdef inline Py_ssize_t bucket_of(Py_hash_t h, int shift) noexcept nogil:
-    return <Py_ssize_t>((<uint64_t>h * <uint64_t>0x9E3779B97F4A7C15) >> shift)
+# Scatter a 32-bit hash over the table: Fibonacci hashing keeps patterned ints apart.
+cdef inline Py_ssize_t bucket_of(uint32_t h, int shift) noexcept nogil:
+    return <Py_ssize_t>(((<uint64_t>h + 1) * <uint64_t>0x9E3779B97F4A7C15) >> shift)
 
 
 # Smallest power of two >= n (n >= 1).
@@ -136,14 +168,10 @@ cdef class LRUCache:
         object _maxsize_obj, _ttl_obj, _getsizeof, _timer
         Py_ssize_t maxsize_c            # -1 = unbounded
         double default_lifetime         # INF when no default ttl
-        # per-slot storage
+        # slots
         list slot_keys, slot_values
-        Py_hash_t* hashes
-        double* deadline
+        Slot* slots
         Py_ssize_t* sizes               # NULL: every entry has size 1
-        int32_t* prev
-        int32_t* next
-        int32_t* heap_pos
         Py_ssize_t capacity, count, currsize_c
         int32_t head, tail, free_head   # -1 = none
         # key index
@@ -154,7 +182,7 @@ cdef class LRUCache:
         int32_t* heap_slot
         double* heap_key
         Py_ssize_t heap_len
-        # re-entry guard (set while a key's __eq__ may run)
+        # re-entry guard: set while a key's __eq__ runs
         bint busy
         object __weakref__
 
@@ -164,6 +192,8 @@ cdef class LRUCache:
         self.head = self.tail = self.free_head = -1
         self.maxsize_c = -1
         self.default_lifetime = INF
+        self.slot_keys = []
+        self.slot_values = []
 
     def __init__(self, maxsize=None, *, ttl=None, getsizeof=None, timer=None):
         if getsizeof is not None and not callable(getsizeof):
@@ -172,16 +202,14 @@ cdef class LRUCache:
             raise TypeError("timer must be callable or None")
         maxsize = check_maxsize(maxsize)
         ttl = check_default_ttl(ttl)
-        if self.slot_keys is not None:
-            raise TypeError("LRUCache.__init__() may be called only once")
+        if self.count or self.capacity:
+            raise TypeError("LRUCache.__init__() may not be called on a cache in use")
         self._maxsize_obj = maxsize
         self._ttl_obj = ttl
         self.maxsize_c = -1 if maxsize is None else min(<object>maxsize, 0x7FFFFFFFFFFFFFFF)
         self.default_lifetime = INF if ttl is None else <double>ttl
         self._getsizeof = getsizeof
         self._timer = timer
-        self.slot_keys = []
-        self.slot_values = []
 
     def __dealloc__(self):
         self._free_arrays()
@@ -201,11 +229,9 @@ cdef class LRUCache:
         """Total size of the entries held, expired ones not yet removed included."""
         return self.currsize_c
 
-    cpdef double now(self) except? -1.0:
+    def now(self):
         """The cache's clock, in seconds."""
-        if self._timer is None:
-            return monotonic()
-        return float(self._timer())
+        return self._clock(self._user_time())
 
     def __repr__(self):
         return f"LRUCache(maxsize={self._maxsize_obj!r}, ttl={self._ttl_obj!r}, currsize={self.currsize_c})"
@@ -213,16 +239,24 @@ cdef class LRUCache:
     def __reduce_ex__(self, protocol):
         raise TypeError("cannot pickle or copy LRUCache objects")
 
+    # -- clock --------------------------------------------------------------
+
+    cdef inline double _user_time(self) except? -1.0:
+        # The user timer's reading, taken before any structure is touched; NAN with the C clock.
+        if self._timer is None:
+            return NAN
+        return float(self._timer())
+
+    # The time of this operation: the user timer's reading, or the C monotonic clock read now.
+    cdef inline double _clock(self, double user_time) noexcept nogil:
+        return default_clock() if user_time != user_time else user_time
+
     # -- memory -------------------------------------------------------------
 
     cdef void _free_arrays(self) noexcept:
-        # Give every C array back; the cache is then empty with capacity 0.
-        PyMem_Free(self.hashes); self.hashes = NULL
-        PyMem_Free(self.deadline); self.deadline = NULL
+        # Give every C array back; the cache then has capacity 0.
+        PyMem_Free(self.slots); self.slots = NULL
         PyMem_Free(self.sizes); self.sizes = NULL
-        PyMem_Free(self.prev); self.prev = NULL
-        PyMem_Free(self.next); self.next = NULL
-        PyMem_Free(self.heap_pos); self.heap_pos = NULL
         PyMem_Free(self.table); self.table = NULL
         PyMem_Free(self.heap_slot); self.heap_slot = NULL
         PyMem_Free(self.heap_key); self.heap_key = NULL
@@ -234,50 +268,45 @@ cdef class LRUCache:
         # Move the live entries into arrays of new_capacity slots, renumbered
         # LRU..MRU as 0..count-1; the heap and the table are rebuilt.
         cdef Py_ssize_t table_size = pow2_at_least(2 * new_capacity)
-        cdef Py_hash_t* hashes = <Py_hash_t*>PyMem_Malloc(new_capacity * sizeof(Py_hash_t))
-        cdef double* deadline = <double*>PyMem_Malloc(new_capacity * sizeof(double))
+        cdef Slot* slots = <Slot*>PyMem_Malloc(new_capacity * sizeof(Slot))
         cdef Py_ssize_t* sizes = NULL
-        cdef int32_t* prev = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
-        cdef int32_t* next_ = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
-        cdef int32_t* heap_pos = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
         cdef int32_t* table = <int32_t*>PyMem_Malloc(table_size * sizeof(int32_t))
         cdef int32_t* heap_slot = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
         cdef double* heap_key = <double*>PyMem_Malloc(new_capacity * sizeof(double))
         if self.sizes != NULL:
             sizes = <Py_ssize_t*>PyMem_Malloc(new_capacity * sizeof(Py_ssize_t))
-        if (hashes == NULL or deadline == NULL or prev == NULL or next_ == NULL or heap_pos == NULL
-                or table == NULL or heap_slot == NULL or heap_key == NULL or (self.sizes != NULL and sizes == NULL)):
-            PyMem_Free(hashes); PyMem_Free(deadline); PyMem_Free(sizes); PyMem_Free(prev); PyMem_Free(next_)
-            PyMem_Free(heap_pos); PyMem_Free(table); PyMem_Free(heap_slot); PyMem_Free(heap_key)
+        if slots == NULL or table == NULL or heap_slot == NULL or heap_key == NULL or (self.sizes != NULL and sizes == NULL):
+            PyMem_Free(slots); PyMem_Free(sizes); PyMem_Free(table); PyMem_Free(heap_slot); PyMem_Free(heap_key)
             raise MemoryError()
         cdef list keys = [None] * new_capacity
         cdef list values = [None] * new_capacity
         cdef Py_ssize_t n = 0, i
         cdef int32_t s = self.tail
-        # copy LRU -> MRU into slots 0..count-1 and link them
+        cdef Py_ssize_t total = self.currsize_c
+        # copy LRU -> MRU into slots 0..count-1, linked in that order
         while s >= 0:
             keys[n] = self.slot_keys[s]
             values[n] = self.slot_values[s]
-            hashes[n] = self.hashes[s]
-            deadline[n] = self.deadline[s]
+            slots[n].deadline = self.slots[s].deadline
+            slots[n].hash32 = self.slots[s].hash32
+            slots[n].prev = <int32_t>(n + 1)      # towards the head (MRU)
+            slots[n].next = <int32_t>(n - 1)      # towards the tail (LRU)
+            slots[n].heap_pos = -1
             if sizes != NULL:
                 sizes[n] = self.sizes[s]
-            prev[n] = <int32_t>(n + 1)       # towards the head (MRU)
-            next_[n] = <int32_t>(n - 1)      # towards the tail (LRU)
             n += 1
-            s = self.prev[s]
+            s = self.slots[s].prev
         if n:
-            prev[n - 1] = -1
-        # free slots n..new_capacity-1, chained through next
-        for i in range(n, new_capacity):
-            next_[i] = <int32_t>(i + 1) if i + 1 < new_capacity else -1
+            slots[n - 1].prev = -1
+        for i in range(n, new_capacity):          # the free list
+            slots[i].next = <int32_t>(i + 1) if i + 1 < new_capacity else -1
+            slots[i].heap_pos = -1
         self._free_arrays()
         self.slot_keys, self.slot_values = keys, values
-        self.hashes, self.deadline, self.sizes = hashes, deadline, sizes
-        self.prev, self.next, self.heap_pos = prev, next_, heap_pos
-        self.table, self.heap_slot, self.heap_key = table, heap_slot, heap_key
+        self.slots, self.sizes, self.table, self.heap_slot, self.heap_key = slots, sizes, table, heap_slot, heap_key
         self.capacity = new_capacity
         self.count = n
+        self.currsize_c = total
         self.head = <int32_t>(n - 1) if n else -1
         self.tail = 0 if n else -1
         self.free_head = <int32_t>n if n < new_capacity else -1
@@ -286,17 +315,11 @@ cdef class LRUCache:
         while (<Py_ssize_t>1 << (64 - self.table_shift)) < table_size:
             self.table_shift -= 1
         memset(table, 0xFF, table_size * sizeof(int32_t))
-        self.heap_len = 0
-        self.currsize_c = 0
         for i in range(n):
             self._table_insert(<int32_t>i)
-            heap_pos[i] = -1
-            if deadline[i] != INF:
-                heap_slot[self.heap_len] = <int32_t>i
-                heap_key[self.heap_len] = deadline[i]
-                heap_pos[i] = <int32_t>self.heap_len
+            if slots[i].deadline != INF:
+                self._heap_place(self.heap_len, <int32_t>i, slots[i].deadline)
                 self.heap_len += 1
-            self.currsize_c += self._size(<int32_t>i)
         i = (self.heap_len - 2) // HEAP_ARITY if self.heap_len > 1 else -1
         while i >= 0:
             self._sift_down(i)
@@ -304,7 +327,7 @@ cdef class LRUCache:
         return 0
 
     cdef int _grow(self) except -1:
-        # Make room for one more slot: double the capacity (bounded by maxsize when sizes are all 1).
+        # Make room for one more slot: double the capacity (capped by maxsize while sizes are all 1).
         cdef Py_ssize_t new_capacity = self.capacity * 2 if self.capacity else MIN_CAPACITY
         if self.sizes == NULL and self.maxsize_c > 0 and new_capacity > self.maxsize_c:
             new_capacity = max(self.maxsize_c, self.capacity + 1)
@@ -319,8 +342,8 @@ cdef class LRUCache:
         if self.count == 0:
             if self.capacity > MIN_CAPACITY:
                 self._free_arrays()
-            return 0
-        if self.capacity > MIN_CAPACITY and self.count * 4 < self.capacity:
+                self.slot_keys, self.slot_values = [], []
+        elif self.capacity > MIN_CAPACITY and self.count * 4 < self.capacity:
             self._resize(max(MIN_CAPACITY, pow2_at_least(2 * self.count)))
         return 0
 
@@ -342,11 +365,15 @@ cdef class LRUCache:
 
     # -- key index ----------------------------------------------------------
 
-    cdef Py_ssize_t _find(self, object key, Py_hash_t h) except -2:
-        # Slot holding key, or -1.  May run key.__eq__ (nothing has changed yet).
+    cdef Py_ssize_t _find(self, object key, uint32_t h) except -2:
+        # Slot holding key, or -1.  May run key.__eq__, with busy set; nothing has changed yet.
         cdef Py_ssize_t i, s
         cdef int equal
         cdef object stored
+        if self.busy:
+            raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+        if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
+            raise RuntimeError("LRUCache was cleared by the garbage collector")
         if self.capacity == 0:
             return -1
         i = bucket_of(h, self.table_shift)
@@ -354,18 +381,22 @@ cdef class LRUCache:
             s = self.table[i]
             if s < 0:
                 return -1
-            if self.hashes[s] == h:
+            if self.slots[s].hash32 == h:
                 stored = self.slot_keys[s]
                 if stored is key:
                     return s
-                equal = PyObject_RichCompareBool(stored, key, Py_EQ)
+                self.busy = True
+                try:
+                    equal = PyObject_RichCompareBool(stored, key, Py_EQ)
+                finally:
+                    self.busy = False
                 if equal:
                     return s
             i = (i + 1) & self.table_mask
 
     cdef inline void _table_insert(self, int32_t s) noexcept:
         # File slot s in the table (its key is known to be absent).
-        cdef Py_ssize_t i = bucket_of(self.hashes[s], self.table_shift)
+        cdef Py_ssize_t i = bucket_of(self.slots[s].hash32, self.table_shift)
         while self.table[i] >= 0:
             i = (i + 1) & self.table_mask
         self.table[i] = s
@@ -373,7 +404,7 @@ cdef class LRUCache:
     cdef void _table_remove(self, int32_t s) noexcept:
         # Take slot s out of the table, shifting later probes back into the hole.
         cdef Py_ssize_t mask = self.table_mask
-        cdef Py_ssize_t hole = bucket_of(self.hashes[s], self.table_shift)
+        cdef Py_ssize_t hole = bucket_of(self.slots[s].hash32, self.table_shift)
         cdef Py_ssize_t j, home
         cdef int32_t t
         while self.table[hole] != s:
@@ -384,8 +415,8 @@ cdef class LRUCache:
             t = self.table[j]
             if t < 0:
                 break
-            home = bucket_of(self.hashes[t], self.table_shift)
-            # t may fill the hole unless its home lies cyclically in (hole, j]
+            home = bucket_of(self.slots[t].hash32, self.table_shift)
+            # t stays when its home lies cyclically in (hole, j]
             if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
                 continue
             self.table[hole] = t
@@ -396,24 +427,26 @@ cdef class LRUCache:
 
     cdef inline void _link_head(self, int32_t s) noexcept:
         # Put slot s at the head (most recently used).
-        self.prev[s] = -1
-        self.next[s] = self.head
+        self.slots[s].prev = -1
+        self.slots[s].next = self.head
         if self.head >= 0:
-            self.prev[self.head] = s
+            self.slots[self.head].prev = s
         else:
             self.tail = s
         self.head = s
 
     cdef inline void _unlink(self, int32_t s) noexcept:
         # Take slot s out of the recency list.
-        if self.prev[s] >= 0:
-            self.next[self.prev[s]] = self.next[s]
+        cdef int32_t p = self.slots[s].prev
+        cdef int32_t n = self.slots[s].next
+        if p >= 0:
+            self.slots[p].next = n
         else:
-            self.head = self.next[s]
-        if self.next[s] >= 0:
-            self.prev[self.next[s]] = self.prev[s]
+            self.head = n
+        if n >= 0:
+            self.slots[n].prev = p
         else:
-            self.tail = self.prev[s]
+            self.tail = p
 
     cdef inline void _move_to_head(self, int32_t s) noexcept:
         # Mark slot s most recently used.
@@ -427,7 +460,7 @@ cdef class LRUCache:
         # Put slot s with key at heap index i.
         self.heap_slot[i] = s
         self.heap_key[i] = key
-        self.heap_pos[s] = <int32_t>i
+        self.slots[s].heap_pos = <int32_t>i
 
     cdef void _sift_up(self, Py_ssize_t i) noexcept:
         # Restore heap order upwards from i.
@@ -466,9 +499,9 @@ cdef class LRUCache:
 
     cdef void _heap_remove(self, int32_t s) noexcept:
         # Take slot s out of the heap.
-        cdef Py_ssize_t i = self.heap_pos[s]
+        cdef Py_ssize_t i = self.slots[s].heap_pos
         cdef Py_ssize_t last = self.heap_len - 1
-        self.heap_pos[s] = -1
+        self.slots[s].heap_pos = -1
         self.heap_len = last
         if i == last:
             return
@@ -480,8 +513,8 @@ cdef class LRUCache:
 
     cdef void _file_deadline(self, int32_t s, double deadline) noexcept:
         # Give slot s a new deadline, keeping its heap key a lower bound of it.
-        cdef Py_ssize_t i = self.heap_pos[s]
-        self.deadline[s] = deadline
+        cdef Py_ssize_t i = self.slots[s].heap_pos
+        self.slots[s].deadline = deadline
         if deadline == INF:
             if i >= 0:
                 self._heap_remove(s)
@@ -496,15 +529,14 @@ cdef class LRUCache:
     cdef Py_ssize_t _count_expired(self, double now) noexcept:
         # Entries expired at now: a depth-first walk of the heap items keyed <= now.
         cdef Py_ssize_t stack[256]
-        cdef Py_ssize_t top = 0, count = 0, i, child, end
+        cdef Py_ssize_t top = 1, count = 0, i, child, end
         if self.heap_len == 0 or self.heap_key[0] > now:
             return 0
-        stack[top] = 0
-        top = 1
+        stack[0] = 0
         while top:
             top -= 1
             i = stack[top]
-            if self.deadline[self.heap_slot[i]] <= now:
+            if self.slots[self.heap_slot[i]].deadline <= now:
                 count += 1
             child = HEAP_ARITY * i + 1
             end = min(child + HEAP_ARITY, self.heap_len)
@@ -517,11 +549,13 @@ cdef class LRUCache:
 
     # -- entries ------------------------------------------------------------
 
-    cdef inline bint _is_live(self, Py_ssize_t s, double now) noexcept:
-        # Whether slot s (or -1) holds an entry that has not expired at now.
-        return s >= 0 and self.deadline[s] > now
+    cdef inline bint _is_live(self, Py_ssize_t s, double user_time) noexcept:
+        # Whether slot s (or -1) holds an entry that has not expired (the clock is read only if needed).
+        if s < 0:
+            return False
+        return self.slots[s].deadline == INF or self.slots[s].deadline > self._clock(user_time)
 
-    cdef int32_t _new_slot(self, object key, object value, Py_hash_t h, double deadline, Py_ssize_t size) except -1:
+    cdef int _new_slot(self, object key, object value, uint32_t h, double deadline, Py_ssize_t size) except -1:
         # Store a new entry (its key is absent) in a free slot, as most recently used.
         cdef int32_t s
         if self.free_head < 0:
@@ -529,11 +563,11 @@ cdef class LRUCache:
         if size != 1 and self.sizes == NULL:
             self._use_sizes()
         s = self.free_head
-        self.free_head = self.next[s]
+        self.free_head = self.slots[s].next
         self.slot_keys[s] = key
         self.slot_values[s] = value
-        self.hashes[s] = h
-        self.heap_pos[s] = -1
+        self.slots[s].hash32 = h
+        self.slots[s].heap_pos = -1
         if self.sizes != NULL:
             self.sizes[s] = size
         self.count += 1
@@ -541,7 +575,7 @@ cdef class LRUCache:
         self._table_insert(s)
         self._link_head(s)
         self._file_deadline(s, deadline)
-        return s
+        return 0
 
     cdef tuple _remove_slot(self, int32_t s, str reason):
         # Take the entry in slot s out of every structure; hand back (key, value, reason).
@@ -549,11 +583,11 @@ cdef class LRUCache:
         cdef object value = self.slot_values[s]
         self._table_remove(s)
         self._unlink(s)
-        if self.heap_pos[s] >= 0:
+        if self.slots[s].heap_pos >= 0:
             self._heap_remove(s)
         self.currsize_c -= self._size(s)
         self.count -= 1
-        self.next[s] = self.free_head
+        self.slots[s].next = self.free_head
         self.free_head = s
         self.slot_keys[s] = None     # key and value stay alive in the returned tuple
         self.slot_values[s] = None
@@ -564,10 +598,10 @@ cdef class LRUCache:
         cdef int32_t s
         while self.heap_len and self.heap_key[0] <= now:
             s = self.heap_slot[0]
-            if self.deadline[s] <= now:
+            if self.slots[s].deadline <= now:
                 removed.append(self._remove_slot(s, EXPIRE))
             else:
-                self.heap_key[0] = self.deadline[s]
+                self.heap_key[0] = self.slots[s].deadline
                 self._sift_down(0)
         return 0
 
@@ -582,25 +616,7 @@ cdef class LRUCache:
         # The lifetime a set/touch asks for: the default when ttl is None.
         if ttl is None:
             return self.default_lifetime
-        if type(ttl) is float:
-            if ttl != ttl:
-                raise ValueError("ttl must not be NaN")
-            return <double>ttl
         return to_seconds(ttl)
-
-    cdef inline int _enter(self) except -1:
-        # Refuse re-entry from user code running inside an operation.
-        if self.busy:
-            raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
-        self._check_lists()
-        self.busy = True
-        return 0
-
-    cdef inline int _check_lists(self) except -1:
-        # The slot lists still span every slot (the garbage collector may empty them in a dying cycle).
-        if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
-            raise RuntimeError("LRUCache was cleared by the garbage collector")
-        return 0
 
     # -- store-facing API ---------------------------------------------------
 
@@ -611,90 +627,81 @@ cdef class LRUCache:
         because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
         entries removed to make room; ``"evict"``: live LRU entries pushed out.
         """
-        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef Py_ssize_t size_c
         cdef double now
         cdef Py_ssize_t s
         cdef list removed = None
-        cdef object old_key, old_value
         if size is None:
             size_c = 1 if self._getsizeof is None else check_size(self._getsizeof(value))
         else:
             size_c = check_size(size)
-        now = self.now()
+        now = self._user_time()
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                if lifetime <= 0 or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
-                    if s >= 0:
-                        removed = [self._remove_slot(<int32_t>s, SET if self.deadline[s] > now else EXPIRE)]
-                elif s >= 0:
-                    old_key = self.slot_keys[s]
-                    old_value = self.slot_values[s]
-                    removed = [(old_key, old_value, SET if self.deadline[s] > now else EXPIRE)]
-                    self.slot_values[s] = value
-                    if size_c != 1 and self.sizes == NULL:
-                        self._use_sizes()
-                    if self.sizes != NULL:
-                        self.currsize_c += size_c - self.sizes[s]
-                        self.sizes[s] = size_c
-                    self._move_to_head(<int32_t>s)
-                    self._file_deadline(<int32_t>s, now + lifetime)
-                    if self.maxsize_c >= 0 and self.currsize_c > self.maxsize_c:
-                        self._make_room(<int32_t>s, now, removed, 0)
-                else:
-                    if self.maxsize_c >= 0 and self.currsize_c + size_c > self.maxsize_c:
-                        removed = []
-                        self._make_room(-1, now, removed, size_c)
-                    self._new_slot(key, value, h, now + lifetime, size_c)
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            now = self._clock(now)
+            if lifetime <= 0 or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
+                if s >= 0:
+                    removed = [self._remove_slot(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE)]
+            elif s >= 0:
+                removed = [(self.slot_keys[s], self.slot_values[s], SET if self.slots[s].deadline > now else EXPIRE)]
+                self.slot_values[s] = value      # the old value stays alive in removed
+                if size_c != 1 and self.sizes == NULL:
+                    self._use_sizes()
+                if self.sizes != NULL:
+                    self.currsize_c += size_c - self.sizes[s]
+                    self.sizes[s] = size_c
+                self._move_to_head(<int32_t>s)
+                self._file_deadline(<int32_t>s, now + lifetime)
+                if self.maxsize_c >= 0 and self.currsize_c > self.maxsize_c:
+                    self._make_room(<int32_t>s, now, removed, 0)
+            else:
+                if self.maxsize_c >= 0 and self.currsize_c + size_c > self.maxsize_c:
+                    removed = []
+                    self._make_room(-1, now, removed, size_c)
+                self._new_slot(key, value, h, now + lifetime, size_c)
         return NO_REMOVALS if removed is None else removed
 
     def pop_expired(self, key, default=None):
         """If ``key`` is held but expired, remove it and return its value; else ``default``."""
-        cdef Py_hash_t h = PyObject_Hash(key)
-        cdef double now = self.now()
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
         cdef Py_ssize_t s
         cdef tuple entry = None
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                if s >= 0 and self.deadline[s] <= now:
-                    entry = self._remove_slot(<int32_t>s, EXPIRE)
-                    self._maybe_shrink()
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            if s >= 0 and not self._is_live(s, now):
+                entry = self._remove_slot(<int32_t>s, EXPIRE)
+                self._maybe_shrink()
         return default if entry is None else entry[1]
 
     def remaining(self, key):
         """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
-        cdef Py_hash_t h = PyObject_Hash(key)
-        cdef double now = self.now()
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
         cdef Py_ssize_t s
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                if not self._is_live(s, now):
-                    return None
-                return self.deadline[s] - now
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            now = self._clock(now)
+            if s < 0 or self.slots[s].deadline <= now:
+                return None
+            return self.slots[s].deadline - now
 
     cdef list _snapshot(self, int what):
         # Live entries MRU first: 0 keys, 1 values, 2 (key, value), 3 (key, value, remaining).
-        cdef double now = self.now()
+        cdef double now = self._user_time()
         cdef list out = []
         cdef int32_t s
+        cdef double deadline
         with cython.critical_section(self):
-            self._check_lists()
+            if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
+                raise RuntimeError("LRUCache was cleared by the garbage collector")
+            now = self._clock(now)
             s = self.head
             while s >= 0:
-                if self.deadline[s] > now:
+                deadline = self.slots[s].deadline
+                if deadline > now:
                     if what == 0:
                         out.append(self.slot_keys[s])
                     elif what == 1:
@@ -702,8 +709,8 @@ cdef class LRUCache:
                     elif what == 2:
                         out.append((self.slot_keys[s], self.slot_values[s]))
                     else:
-                        out.append((self.slot_keys[s], self.slot_values[s], self.deadline[s] - now))
-                s = self.next[s]
+                        out.append((self.slot_keys[s], self.slot_values[s], deadline - now))
+                s = self.slots[s].next
         return out
 
     def entries(self):
@@ -712,16 +719,16 @@ cdef class LRUCache:
 
     def expire(self):
         """Remove every expired entry; return them as (key, value), earliest deadline first."""
-        cdef double now = self.now()
+        cdef double now = self._user_time()
         cdef list removed = []
         with cython.critical_section(self):
-            self._enter()
-            try:
-                if self.heap_len and self.heap_key[0] <= now:
+            if self.busy:
+                raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+            if self.heap_len:
+                now = self._clock(now)
+                if self.heap_key[0] <= now:
                     self._expire_into(now, removed)
                     self._maybe_shrink()
-            finally:
-                self.busy = False
         return [(entry[0], entry[1]) for entry in removed]
 
     # -- mapping protocol ---------------------------------------------------
@@ -735,19 +742,15 @@ cdef class LRUCache:
 
     cpdef object get(self, object key, object default=None):
         """The live value (now most recently used), else ``default``."""
-        cdef Py_hash_t h = PyObject_Hash(key)
-        cdef double now = self.now()
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
         cdef Py_ssize_t s
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                if not self._is_live(s, now):
-                    return default
-                self._move_to_head(<int32_t>s)
-                return self.slot_values[s]
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            if not self._is_live(s, now):
+                return default
+            self._move_to_head(<int32_t>s)
+            return self.slot_values[s]
 
     def __getitem__(self, key):
         value = self.get(key, MISSING)
@@ -757,60 +760,45 @@ cdef class LRUCache:
 
     def peek(self, key, default=None):
         """The live value without changing recency, else ``default``."""
-        cdef Py_hash_t h = PyObject_Hash(key)
-        cdef double now = self.now()
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
         cdef Py_ssize_t s
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                return self.slot_values[s] if self._is_live(s, now) else default
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            return self.slot_values[s] if self._is_live(s, now) else default
 
     def __contains__(self, key):
-        cdef Py_hash_t h = PyObject_Hash(key)
-        cdef double now = self.now()
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
         with cython.critical_section(self):
-            self._enter()
-            try:
-                return self._is_live(self._find(key, h), now)
-            finally:
-                self.busy = False
+            return self._is_live(self._find(key, h), now)
 
     def touch(self, key, ttl=None):
         """Give a live entry a new deadline and make it most recently used; False if none."""
-        cdef Py_hash_t h = PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
-        cdef double now = self.now()
+        cdef double now = self._user_time()
         cdef Py_ssize_t s
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                if not self._is_live(s, now):
-                    return False
-                self._move_to_head(<int32_t>s)
-                self._file_deadline(<int32_t>s, now + lifetime if lifetime > 0 else now)
-                return True
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            now = self._clock(now)
+            if s < 0 or self.slots[s].deadline <= now:
+                return False
+            self._move_to_head(<int32_t>s)
+            self._file_deadline(<int32_t>s, now + lifetime if lifetime > 0 else now)
+            return True
 
     def pop(self, key, default=MISSING):
         """Remove a live entry and return its value; ``default`` or KeyError if there is none."""
-        cdef Py_hash_t h = PyObject_Hash(key)
-        cdef double now = self.now()
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
         cdef Py_ssize_t s
         cdef tuple entry = None
         with cython.critical_section(self):
-            self._enter()
-            try:
-                s = self._find(key, h)
-                if self._is_live(s, now):
-                    entry = self._remove_slot(<int32_t>s, SET)
-                    self._maybe_shrink()
-            finally:
-                self.busy = False
+            s = self._find(key, h)
+            if self._is_live(s, now):
+                entry = self._remove_slot(<int32_t>s, SET)
+                self._maybe_shrink()
         if entry is None:
             if default is MISSING:
                 raise KeyError(key)
@@ -821,19 +809,21 @@ cdef class LRUCache:
         self.pop(key)
 
     def __len__(self):
-        cdef double now = self.now()
+        cdef double now = self._user_time()
         with cython.critical_section(self):
-            return self.count - self._count_expired(now)
+            if self.heap_len == 0:
+                return self.count
+            return self.count - self._count_expired(self._clock(now))
 
     def clear(self):
         """Remove every entry and give the memory back."""
         cdef list keys, values
         with cython.critical_section(self):
-            self._enter()
+            if self.busy:
+                raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
             keys, values = self.slot_keys, self.slot_values
             self.slot_keys, self.slot_values = [], []
             self._free_arrays()
-            self.busy = False
         del keys, values  # released here, with the cache already empty
 
     def keys(self):
@@ -862,18 +852,18 @@ cdef class LRUCache:
             s, p = self.head, -1
             while s >= 0:
                 assert n < self.capacity, "recency list has a cycle"
-                assert self.prev[s] == p, "prev link broken"
-                assert self._find_slot_in_table(s), "live slot missing from the table"
+                assert self.slots[s].prev == p, "prev link broken"
+                assert self._reachable_in_table(s), "live slot missing from the table"
                 total += self._size(s)
-                if self.deadline[s] == INF:
-                    assert self.heap_pos[s] == -1, "never-expiring entry is in the heap"
+                if self.slots[s].deadline == INF:
+                    assert self.slots[s].heap_pos == -1, "never-expiring entry is in the heap"
                 else:
-                    i = self.heap_pos[s]
+                    i = self.slots[s].heap_pos
                     assert 0 <= i < self.heap_len and self.heap_slot[i] == s, "entry missing from the heap"
-                    assert self.heap_key[i] <= self.deadline[s], "heap key later than the deadline"
+                    assert self.heap_key[i] <= self.slots[s].deadline, "heap key later than the deadline"
                     filed += 1
                 n += 1
-                p, s = s, self.next[s]
+                p, s = s, self.slots[s].next
             assert p == self.tail, "tail is not the last slot"
             assert n == self.count, "count differs from the recency list"
             s = self.free_head
@@ -881,7 +871,7 @@ cdef class LRUCache:
                 assert free < self.capacity, "free list has a cycle"
                 assert self.slot_keys[s] is None and self.slot_values[s] is None, "free slot holds a reference"
                 free += 1
-                s = self.next[s]
+                s = self.slots[s].next
             assert n + free == self.capacity, "slots leaked: live + free != capacity"
             for i in range(self.table_mask + 1 if self.capacity else 0):
                 if self.table[i] >= 0:
@@ -893,12 +883,11 @@ cdef class LRUCache:
             assert total == self.currsize_c, "currsize differs from the sum of sizes"
             assert self.maxsize_c < 0 or self.currsize_c <= self.maxsize_c, "over maxsize"
 
-    cdef bint _find_slot_in_table(self, int32_t s) noexcept:
-        # Whether slot s is reachable from its hash's home bucket.
-        cdef Py_ssize_t i = bucket_of(self.hashes[s], self.table_shift)
+    cdef bint _reachable_in_table(self, int32_t s) noexcept:
+        # Whether slot s is found by probing from its home bucket.
+        cdef Py_ssize_t i = bucket_of(self.slots[s].hash32, self.table_shift)
         while self.table[i] >= 0:
             if self.table[i] == s:
                 return True
             i = (i + 1) & self.table_mask
         return False
-
