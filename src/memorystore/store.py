@@ -404,8 +404,8 @@ class MemoryStore:
         Dispose reason ``"delete"`` (``"expire"`` for an entry that had
         already expired); unknown sids are ignored.
         """
-        if type(sids) is str:
-            if not 0 < len(sids) <= MAX_SID_LENGTH:
+        if isinstance(sids, str):  # one sid (a str subclass is rejected, not iterated)
+            if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
                 _bad_sid(sids)
             batch: Iterable[str] = (sids,)
         else:
