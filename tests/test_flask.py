@@ -146,6 +146,9 @@ def test_cookie_is_signed_and_a_tampered_cookie_gives_a_new_session(store: Any) 
     )
     assert signer.unsign(value).decode() == sid
 
+    control = app.test_client()
+    control.set_cookie("session", value)  # the genuine cookie, sent the same way, works
+    assert control.get("/read").text == "2"
     attacker = app.test_client()
     flipped = tag[:-1] + ("A" if tag[-1] != "A" else "B")
     for forged in (f"{sid}.{flipped}", sid, f"{sid}.", f"{sid[:-1]}x.{tag}"):
