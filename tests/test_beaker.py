@@ -13,7 +13,7 @@ webtest = pytest.importorskip("webtest")
 from beaker.cache import CacheManager, clsmap  # noqa: E402
 from beaker.middleware import SessionMiddleware  # noqa: E402
 
-from memorystore.beaker import DEFAULT_CHECK_PERIOD, MemoryStoreNamespaceManager  # noqa: E402
+from memorystore.beaker import DEFAULT_CHECK_PERIOD, MemoryStoreNamespaceManager, resolve_store  # noqa: E402
 
 SECRET = "beaker-test-secret-" + "x" * 32
 
@@ -272,3 +272,18 @@ def test_pyramid_beaker_settings():
     assert store.length() == 1
     [(_, _, _, check_period)] = MemoryStoreNamespaceManager.stores.keys()
     assert check_period == 0
+
+
+def test_store_named_by_a_settings_string(monkeypatch, store):
+    import types
+
+    module = types.ModuleType("memorystore_test_stores")
+    module.sessions = types.SimpleNamespace(store=store)
+    monkeypatch.setitem(__import__("sys").modules, "memorystore_test_stores", module)
+    assert resolve_store("memorystore_test_stores:sessions.store") is store
+    assert resolve_store("memorystore_test_stores.sessions") is module.sessions
+    with pytest.raises(ValueError):
+        resolve_store("nodots")
+    app = make_app(**{"session.memorystore_store": "memorystore_test_stores:sessions.store"})
+    app.get("/incr")
+    assert len(session_ids(store)) == 1
