@@ -322,6 +322,23 @@ def _compile(name: str, params: str, prelude: str, head: str, body: str) -> Call
     return namespace[name]  # type: ignore[no-any-return]
 
 
+def _hit_counter(impl: Impl) -> Callable[[Any, Sequence[str]], int]:
+    """``count(c, keys)``: how many keys ``get`` finds (used to check a case, never timed)."""
+    assert impl.get is not None
+    lines = [
+        "def count(c, keys):",
+        *[f"    {part.strip()}" for part in impl.prelude.split(";") if part.strip()],
+        "    n = 0",
+        "    for k in keys:",
+        f"        if ({impl.get}) is not None:",
+        "            n += 1",
+        "    return n",
+    ]
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", "<memorystore bench count>", "exec"), namespace)
+    return namespace["count"]  # type: ignore[no-any-return]
+
+
 def _mix_loop(impl: Impl) -> Callable[..., None]:
     assert impl.get and impl.set and impl.delete
     lines = [
@@ -361,6 +378,8 @@ class Case:
     run: Callable[..., None]
     setup: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]
 
+    check: Callable[[], None] = lambda: None
+
     def close(self) -> None:
         if self.impl.close is not None:
             self.impl.close(self.cache)
@@ -377,6 +396,10 @@ class _MixStream:
         self._next_new = first_new
         self._capacity = capacity
         self._rng = random.Random(seed)
+        self.destroyed: list[str] = []
+
+    def live_sample(self, count: int) -> list[str]:
+        return self._live[-count:]
 
     def _remove(self, key: str) -> None:
         i = self._index.pop(key)
@@ -403,12 +426,22 @@ class _MixStream:
                 key = live[rng.randrange(len(live))]
                 if code == 3:
                     self._remove(key)
+                    self.destroyed.append(key)
             ops.append((code, key))
         return ops
 
 
-def make_case(impl: Impl, op: str, *, capacity: int, loop: int = 1000, pool: KeyPool | None = None, seed: int = 5) -> Case:
-    """Build ``impl``, fill it, and return the timed loop for ``op``.
+def make_case(
+    impl: Impl,
+    op: str,
+    *,
+    capacity: int,
+    loop: int = 1000,
+    pool: KeyPool | None = None,
+    seed: int = 5,
+    value: Any = VALUE,
+) -> Case:
+    """Build ``impl``, fill it with ``value`` under ``capacity`` keys, and return the timed loop for ``op``.
 
     Raises ``ImportError`` when the implementation is not installed and
     ``ValueError`` when it has no such operation.
@@ -426,7 +459,7 @@ def make_case(impl: Impl, op: str, *, capacity: int, loop: int = 1000, pool: Key
     stream_len = capacity + 2 * loop
     keys = pool.take(max(stream_len, capacity))
     fill_count = int(capacity * MIX_FILL) if op == "mix" else capacity
-    fill(cache, keys[:fill_count], VALUE, ())
+    fill(cache, keys[:fill_count], value, ())
     stored = keys[:fill_count]
     no_args: dict[str, Any] = {}
 
@@ -436,13 +469,13 @@ def make_case(impl: Impl, op: str, *, capacity: int, loop: int = 1000, pool: Key
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
             chosen = rng.sample(stored, loop) if op == "get_hit" else misses
-            return (cache, chosen, VALUE), no_args
+            return (cache, chosen, value), no_args
 
     elif op == "overwrite":
         run = _compile("overwrite_loop", "c, keys, v", impl.prelude, "for k in keys:", impl.set or "")
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            return (cache, rng.sample(stored, loop), VALUE), no_args
+            return (cache, rng.sample(stored, loop), value), no_args
 
     elif op == "set_new":
         # The cache holds the last `capacity` keys of a cyclic stream over
@@ -456,27 +489,55 @@ def make_case(impl: Impl, op: str, *, capacity: int, loop: int = 1000, pool: Key
             new = [keys[(start + i) % stream_len] for i in range(loop)]
             drop = [keys[(start - capacity + i) % stream_len] for i in range(loop)]
             position[0] = start + loop
-            return (cache, new, VALUE, drop), no_args
+            return (cache, new, value, drop), no_args
 
     elif op == "delete":
         run = _compile("delete_loop", "c, keys, v", impl.prelude, "for k in keys:", impl.delete or "")
         deleted: list[list[str]] = [[]]
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            fill(cache, deleted[0], VALUE, ())
+            fill(cache, deleted[0], value, ())
             deleted[0] = rng.sample(stored, loop)
-            return (cache, deleted[0], VALUE), no_args
+            return (cache, deleted[0], value), no_args
 
     elif op == "mix":
         run = _mix_loop(impl)
         stream = _MixStream(pool, stored, stream_len, capacity, seed)
 
         def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            return (cache, stream.take(loop), VALUE), no_args
+            return (cache, stream.take(loop), value), no_args
 
     else:  # pragma: no cover - guarded by supports()
         raise ValueError(op)
-    return Case(impl, op, capacity, loop, cache, run, setup)
+
+    last: list[tuple[Any, ...]] = []
+
+    def remembering_setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = setup()
+        last[:] = [args]
+        return args, kwargs
+
+    def check() -> None:
+        """After the last round: the workload did what it claims (hits hit, evictions evicted...)."""
+        if not last or impl.set is None:  # lru_cache: a "get" of a missing key inserts it
+            return
+        count = _hit_counter(impl)
+        args = last[0]
+        if op in ("get_hit", "overwrite"):
+            assert count(cache, args[1]) == len(args[1]), f"{impl.name} {op}: keys missing"
+        elif op in ("get_miss", "delete"):
+            assert count(cache, args[1]) == 0, f"{impl.name} {op}: keys present"
+        elif op == "set_new":
+            assert count(cache, args[1]) == len(args[1]), f"{impl.name} set_new: new keys missing"
+            # cachelib and Django hold capacity + 1 entries: the newest dropped key may survive
+            assert count(cache, args[3]) <= 1, f"{impl.name} set_new: did not evict"
+        elif op == "mix":
+            sample = stream.live_sample(100)
+            assert count(cache, sample) == len(sample), f"{impl.name} mix: live sessions missing"
+            gone = stream.destroyed[-100:]
+            assert count(cache, gone) == 0, f"{impl.name} mix: destroyed sessions present"
+
+    return Case(impl, op, capacity, loop, cache, run, remembering_setup, check)
 
 
 # --------------------------------------------------------------------------- timing loop (CLI)
@@ -558,6 +619,7 @@ def run_comparison(
             try:
                 rounds = max(3, total_ops // max(case.loop, 1)) if case.loop == loop else 3
                 results[impl.name][op] = _time_case(case, rounds)
+                case.check()
             finally:
                 case.close()
                 gc.collect()
