@@ -116,7 +116,8 @@ def test_default_clock_is_monotonic(lru_impl: ModuleType) -> None:
     before = time.monotonic()
     now = cache.now()
     after = time.monotonic()
-    assert before - 1e-3 <= now <= after + 1e-3
+    # Same origin as time.monotonic (not the wall clock); a coarse clock may lag a tick.
+    assert before - 0.05 <= now <= after + 1e-3
     cache["k"] = 1
     assert 59 < cache.remaining("k") <= 60
 
