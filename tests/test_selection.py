@@ -57,6 +57,7 @@ def run_python(args: list[str], no_extensions: str | None, cwd: Path) -> str:
     """Run ``python <args>`` in a fresh interpreter; return stdout, fail with stderr."""
     proc = subprocess.run(
         [sys.executable, *args],
+        check=False,
         env=child_env(no_extensions),
         cwd=cwd,
         capture_output=True,
@@ -134,7 +135,10 @@ def test_version_is_single_sourced() -> None:
 )
 @pytest.mark.parametrize(
     ("value", "core"),
-    [pytest.param(None, "compiled", id="compiled", marks=pytest.mark.c_extension), pytest.param("1", "pure", id="pure")],
+    [
+        pytest.param(None, "compiled", id="compiled", marks=pytest.mark.c_extension),
+        pytest.param("1", "pure", id="pure"),
+    ],
 )
 def test_info_command_reports_the_core_in_use(value: str | None, core: str, tmp_path: Path) -> None:
     out = run_python(["-m", "memorystore", "info"], value, tmp_path)
