@@ -82,7 +82,7 @@ def _demo(port: int) -> int:
     from .store import MemoryStore
     from .wsgi import SessionMiddleware
 
-    store = MemoryStore(ttl=3600, max=10_000)
+    store = MemoryStore(ttl=3600, max=10_000, check_period=60)
     app = SessionMiddleware(demo_app(store), store, secrets.token_bytes(32), max_age=3600)
     with make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler) as server:
         print(f"http://127.0.0.1:{server.server_port}/", flush=True)
