@@ -12,13 +12,17 @@ Every entry lives in a numbered *slot*::
                      hash32     low 32 bits of hash(key), for probing and rehashing
                      prev/next  recency list, head (MRU) <-> ... <-> tail (LRU);
                                 free slots are chained through next from free_head
-                     heap_pos   index in the heap, -1 = not filed
+                     heap_pos   index in the heap; NOT_FILED; IN_LANE
+                     lane_prev/lane_next  links of the expiry lane
     sizes[]        NULL while every entry has size 1, else one Py_ssize_t a slot
 
     table[]        open addressing, linear probing, 2x..4x capacity buckets of slot
                    numbers (-1 = empty); deletions shift back, so there are no tombstones
+    expiry lane    lane_head -> ... -> lane_tail: the slots whose lifetime is
+                   lane_lifetime, in deadline order (the clock only moves forward,
+                   so they arrive in order): O(1) to file, unfile and expire.
     heap_slot[] / heap_key[]
-                   4-ary min-heap of the slots with a finite deadline; heap_key is a
+                   4-ary min-heap of the other slots with a finite deadline; heap_key is a
                    lower bound of the slot's deadline (a deadline that moves later is
                    re-filed lazily when its old key reaches the top), so expire()
                    costs O((expired + re-filed) log n) and nothing when nothing expired.
@@ -32,7 +36,7 @@ and values are collected and released after the section ends.
 
 cimport cython
 from cpython.list cimport PyList_GET_SIZE
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
 from libc.math cimport NAN
 from cpython.time cimport monotonic
@@ -89,6 +93,12 @@ ctypedef struct Slot:
     int32_t prev
     int32_t next
     int32_t heap_pos
+    int32_t lane_prev
+    int32_t lane_next
+
+cdef enum:
+    NOT_FILED = -1      # Slot.heap_pos of a slot that never expires (or is free)
+    IN_LANE = -2        # Slot.heap_pos of a slot filed in the expiry lane
 
 cdef int HEAP_ARITY = 4
 
@@ -145,6 +155,12 @@ cdef inline Py_ssize_t bucket_of(uint32_t h, int shift) noexcept nogil:
     return <Py_ssize_t>(((<uint64_t>h + 1) * <uint64_t>0x9E3779B97F4A7C15) >> shift)
 
 
+# Whether dropping a reference to o can run no user code (its type has no finalizer to call).
+cdef inline bint releasable_now(object o) noexcept:
+    t = type(o)
+    return o is None or t is str or t is bytes or t is int or t is float or t is bool
+
+
 # Smallest power of two >= n (n >= 1).
 cdef inline Py_ssize_t pow2_at_least(Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t p = 1
@@ -178,10 +194,12 @@ cdef class LRUCache:
         int32_t* table
         Py_ssize_t table_mask
         int table_shift
-        # expiry index
+        # expiry index: the lane, then the heap
+        int32_t lane_head, lane_tail
+        double lane_lifetime            # NAN until an entry is filed
         int32_t* heap_slot
         double* heap_key
-        Py_ssize_t heap_len
+        Py_ssize_t heap_len, heap_capacity
         # re-entry guard: set while a key's __eq__ runs
         bint busy
         object __weakref__
@@ -190,6 +208,8 @@ cdef class LRUCache:
 
     def __cinit__(self):
         self.head = self.tail = self.free_head = -1
+        self.lane_head = self.lane_tail = -1
+        self.lane_lifetime = NAN
         self.maxsize_c = -1
         self.default_lifetime = INF
         self.slot_keys = []
@@ -260,56 +280,70 @@ cdef class LRUCache:
         PyMem_Free(self.table); self.table = NULL
         PyMem_Free(self.heap_slot); self.heap_slot = NULL
         PyMem_Free(self.heap_key); self.heap_key = NULL
-        self.capacity = self.count = self.currsize_c = self.heap_len = 0
+        self.capacity = self.count = self.currsize_c = self.heap_len = self.heap_capacity = 0
         self.head = self.tail = self.free_head = -1
+        self.lane_head = self.lane_tail = -1
         self.table_mask = 0
 
     cdef int _resize(self, Py_ssize_t new_capacity) except -1:
         # Move the live entries into arrays of new_capacity slots, renumbered
-        # LRU..MRU as 0..count-1; the heap and the table are rebuilt.
+        # LRU..MRU as 0..count-1; the table, the lane and the heap are rebuilt.
         cdef Py_ssize_t table_size = pow2_at_least(2 * new_capacity)
         cdef Slot* slots = <Slot*>PyMem_Malloc(new_capacity * sizeof(Slot))
         cdef Py_ssize_t* sizes = NULL
         cdef int32_t* table = <int32_t*>PyMem_Malloc(table_size * sizeof(int32_t))
-        cdef int32_t* heap_slot = <int32_t*>PyMem_Malloc(new_capacity * sizeof(int32_t))
-        cdef double* heap_key = <double*>PyMem_Malloc(new_capacity * sizeof(double))
+        cdef int32_t* renumbered = <int32_t*>PyMem_Malloc(max(self.capacity, 1) * sizeof(int32_t))
         if self.sizes != NULL:
             sizes = <Py_ssize_t*>PyMem_Malloc(new_capacity * sizeof(Py_ssize_t))
-        if slots == NULL or table == NULL or heap_slot == NULL or heap_key == NULL or (self.sizes != NULL and sizes == NULL):
-            PyMem_Free(slots); PyMem_Free(sizes); PyMem_Free(table); PyMem_Free(heap_slot); PyMem_Free(heap_key)
+        if slots == NULL or table == NULL or renumbered == NULL or (self.sizes != NULL and sizes == NULL):
+            PyMem_Free(slots); PyMem_Free(sizes); PyMem_Free(table); PyMem_Free(renumbered)
             raise MemoryError()
         cdef list keys = [None] * new_capacity
         cdef list values = [None] * new_capacity
         cdef Py_ssize_t n = 0, i
         cdef int32_t s = self.tail
+        cdef int32_t lane = self.lane_head
         cdef Py_ssize_t total = self.currsize_c
+        cdef double lane_lifetime = self.lane_lifetime
         # copy LRU -> MRU into slots 0..count-1, linked in that order
         while s >= 0:
             keys[n] = self.slot_keys[s]
             values[n] = self.slot_values[s]
-            slots[n].deadline = self.slots[s].deadline
-            slots[n].hash32 = self.slots[s].hash32
+            slots[n] = self.slots[s]
             slots[n].prev = <int32_t>(n + 1)      # towards the head (MRU)
             slots[n].next = <int32_t>(n - 1)      # towards the tail (LRU)
-            slots[n].heap_pos = -1
             if sizes != NULL:
                 sizes[n] = self.sizes[s]
+            renumbered[s] = <int32_t>n
             n += 1
             s = self.slots[s].prev
         if n:
             slots[n - 1].prev = -1
+        # the lane keeps its deadline order, under the new numbers
+        s = -1
+        while lane >= 0:
+            i = renumbered[lane]
+            slots[i].lane_prev = s
+            slots[i].lane_next = -1
+            if s >= 0:
+                slots[s].lane_next = <int32_t>i
+            s = <int32_t>i
+            lane = self.slots[lane].lane_next
+        lane = renumbered[self.lane_head] if self.lane_head >= 0 else -1
+        PyMem_Free(renumbered)
         for i in range(n, new_capacity):          # the free list
             slots[i].next = <int32_t>(i + 1) if i + 1 < new_capacity else -1
-            slots[i].heap_pos = -1
+            slots[i].heap_pos = NOT_FILED
         self._free_arrays()
         self.slot_keys, self.slot_values = keys, values
-        self.slots, self.sizes, self.table, self.heap_slot, self.heap_key = slots, sizes, table, heap_slot, heap_key
+        self.slots, self.sizes, self.table = slots, sizes, table
         self.capacity = new_capacity
         self.count = n
         self.currsize_c = total
         self.head = <int32_t>(n - 1) if n else -1
         self.tail = 0 if n else -1
         self.free_head = <int32_t>n if n < new_capacity else -1
+        self.lane_head, self.lane_tail, self.lane_lifetime = lane, s, lane_lifetime
         self.table_mask = table_size - 1
         self.table_shift = 64
         while (<Py_ssize_t>1 << (64 - self.table_shift)) < table_size:
@@ -317,9 +351,9 @@ cdef class LRUCache:
         memset(table, 0xFF, table_size * sizeof(int32_t))
         for i in range(n):
             self._table_insert(<int32_t>i)
-            if slots[i].deadline != INF:
-                self._heap_place(self.heap_len, <int32_t>i, slots[i].deadline)
-                self.heap_len += 1
+            if slots[i].heap_pos >= 0:
+                slots[i].heap_pos = NOT_FILED
+                self._heap_push(<int32_t>i, slots[i].deadline, False)
         i = (self.heap_len - 2) // HEAP_ARITY if self.heap_len > 1 else -1
         while i >= 0:
             self._sift_down(i)
@@ -497,11 +531,33 @@ cdef class LRUCache:
             i = best
         self._heap_place(i, s, key)
 
+    cdef int _heap_push(self, int32_t s, double key, bint sift) except -1:
+        # File slot s in the heap under key (growing the heap arrays as needed).
+        cdef Py_ssize_t new_capacity
+        cdef int32_t* heap_slot
+        cdef double* heap_key
+        if self.heap_len == self.heap_capacity:
+            new_capacity = max(MIN_CAPACITY, 2 * self.heap_capacity)
+            heap_slot = <int32_t*>PyMem_Realloc(self.heap_slot, new_capacity * sizeof(int32_t))
+            if heap_slot == NULL:
+                raise MemoryError()
+            self.heap_slot = heap_slot
+            heap_key = <double*>PyMem_Realloc(self.heap_key, new_capacity * sizeof(double))
+            if heap_key == NULL:
+                raise MemoryError()
+            self.heap_key = heap_key
+            self.heap_capacity = new_capacity
+        self._heap_place(self.heap_len, s, key)
+        self.heap_len += 1
+        if sift:
+            self._sift_up(self.heap_len - 1)
+        return 0
+
     cdef void _heap_remove(self, int32_t s) noexcept:
         # Take slot s out of the heap.
         cdef Py_ssize_t i = self.slots[s].heap_pos
         cdef Py_ssize_t last = self.heap_len - 1
-        self.slots[s].heap_pos = -1
+        self.slots[s].heap_pos = NOT_FILED
         self.heap_len = last
         if i == last:
             return
@@ -511,27 +567,76 @@ cdef class LRUCache:
         else:
             self._sift_down(i)
 
-    cdef void _file_deadline(self, int32_t s, double deadline) noexcept:
-        # Give slot s a new deadline, keeping its heap key a lower bound of it.
+    # -- expiry lane --------------------------------------------------------
+
+    cdef inline void _lane_append(self, int32_t s) noexcept:
+        # File slot s at the end of the lane (its deadline is the latest there).
+        self.slots[s].heap_pos = IN_LANE
+        self.slots[s].lane_prev = self.lane_tail
+        self.slots[s].lane_next = -1
+        if self.lane_tail >= 0:
+            self.slots[self.lane_tail].lane_next = s
+        else:
+            self.lane_head = s
+        self.lane_tail = s
+
+    cdef inline void _lane_remove(self, int32_t s) noexcept:
+        # Take slot s out of the lane.
+        cdef int32_t p = self.slots[s].lane_prev
+        cdef int32_t n = self.slots[s].lane_next
+        if p >= 0:
+            self.slots[p].lane_next = n
+        else:
+            self.lane_head = n
+        if n >= 0:
+            self.slots[n].lane_prev = p
+        else:
+            self.lane_tail = p
+        self.slots[s].heap_pos = NOT_FILED
+
+    cdef inline void _unfile(self, int32_t s) noexcept:
+        # Take slot s out of the expiry index, wherever it is filed.
+        if self.slots[s].heap_pos == IN_LANE:
+            self._lane_remove(s)
+        elif self.slots[s].heap_pos >= 0:
+            self._heap_remove(s)
+
+    cdef int _file_deadline(self, int32_t s, double deadline, double lifetime) except -1:
+        # Give slot s a new deadline and file it: in the lane when it has the
+        # lane's lifetime and comes last, else in the heap (whose key stays a
+        # lower bound of the deadline).
         cdef Py_ssize_t i = self.slots[s].heap_pos
         self.slots[s].deadline = deadline
+        if i == IN_LANE:
+            self._lane_remove(s)
+            i = NOT_FILED
         if deadline == INF:
             if i >= 0:
                 self._heap_remove(s)
+            return 0
+        if self.lane_head < 0 and lifetime > 0 and lifetime != self.lane_lifetime:
+            self.lane_lifetime = lifetime           # an empty lane adopts the newest lifetime
+        if lifetime == self.lane_lifetime and (self.lane_tail < 0 or self.slots[self.lane_tail].deadline <= deadline):
+            if i >= 0:
+                self._heap_remove(s)
+            self._lane_append(s)
         elif i < 0:
-            self._heap_place(self.heap_len, s, deadline)
-            self.heap_len += 1
-            self._sift_up(self.heap_len - 1)
+            self._heap_push(s, deadline, True)
         elif deadline < self.heap_key[i]:
             self.heap_key[i] = deadline
             self._sift_up(i)
+        return 0
 
     cdef Py_ssize_t _count_expired(self, double now) noexcept:
-        # Entries expired at now: a depth-first walk of the heap items keyed <= now.
+        # Entries expired at now: the head of the lane, then a depth-first walk of the heap items keyed <= now.
         cdef Py_ssize_t stack[256]
         cdef Py_ssize_t top = 1, count = 0, i, child, end
+        cdef int32_t s = self.lane_head
+        while s >= 0 and self.slots[s].deadline <= now:
+            count += 1
+            s = self.slots[s].lane_next
         if self.heap_len == 0 or self.heap_key[0] > now:
-            return 0
+            return count
         stack[0] = 0
         while top:
             top -= 1
@@ -555,7 +660,8 @@ cdef class LRUCache:
             return False
         return self.slots[s].deadline == INF or self.slots[s].deadline > self._clock(user_time)
 
-    cdef int _new_slot(self, object key, object value, uint32_t h, double deadline, Py_ssize_t size) except -1:
+    cdef int _new_slot(self, object key, object value, uint32_t h, double deadline, double lifetime,
+                       Py_ssize_t size) except -1:
         # Store a new entry (its key is absent) in a free slot, as most recently used.
         cdef int32_t s
         if self.free_head < 0:
@@ -567,14 +673,14 @@ cdef class LRUCache:
         self.slot_keys[s] = key
         self.slot_values[s] = value
         self.slots[s].hash32 = h
-        self.slots[s].heap_pos = -1
+        self.slots[s].heap_pos = NOT_FILED
         if self.sizes != NULL:
             self.sizes[s] = size
         self.count += 1
         self.currsize_c += size
         self._table_insert(s)
         self._link_head(s)
-        self._file_deadline(s, deadline)
+        self._file_deadline(s, deadline, lifetime)
         return 0
 
     cdef tuple _remove_slot(self, int32_t s, str reason):
@@ -583,8 +689,7 @@ cdef class LRUCache:
         cdef object value = self.slot_values[s]
         self._table_remove(s)
         self._unlink(s)
-        if self.slots[s].heap_pos >= 0:
-            self._heap_remove(s)
+        self._unfile(s)
         self.currsize_c -= self._size(s)
         self.count -= 1
         self.slots[s].next = self.free_head
@@ -593,24 +698,64 @@ cdef class LRUCache:
         self.slot_values[s] = None
         return (key, value, reason)
 
+    cdef list _drop(self, int32_t s, str reason, list removed, bint collect):
+        # Remove slot s.  collect: append (key, value, reason) to removed.  Else
+        # release key and value here when that runs no user code, and park them
+        # in removed (allocated on demand) otherwise.  Returns removed.
+        cdef object key, value
+        if collect:
+            removed.append(self._remove_slot(s, reason))
+            return removed
+        key = self.slot_keys[s]
+        value = self.slot_values[s]
+        if not (releasable_now(key) and releasable_now(value)):
+            if removed is None:
+                removed = []
+            removed.append(key)
+            removed.append(value)
+        self._remove_slot(s, reason)
+        return removed
+
     cdef int _expire_into(self, double now, list removed) except -1:
         # Move every entry expired at now into removed, earliest deadline first.
         cdef int32_t s
-        while self.heap_len and self.heap_key[0] <= now:
-            s = self.heap_slot[0]
-            if self.slots[s].deadline <= now:
-                removed.append(self._remove_slot(s, EXPIRE))
+        cdef double lane_deadline, heap_first
+        while True:
+            lane_deadline = self.slots[self.lane_head].deadline if self.lane_head >= 0 else INF
+            heap_first = self.heap_key[0] if self.heap_len else INF
+            if lane_deadline <= heap_first:
+                if lane_deadline > now:
+                    return 0
+                removed.append(self._remove_slot(self.lane_head, EXPIRE))
+            elif heap_first > now:
+                return 0
             else:
-                self.heap_key[0] = self.slots[s].deadline
-                self._sift_down(0)
-        return 0
+                s = self.heap_slot[0]
+                if self.slots[s].deadline <= now:
+                    removed.append(self._remove_slot(s, EXPIRE))
+                else:
+                    self.heap_key[0] = self.slots[s].deadline
+                    self._sift_down(0)
 
-    cdef int _make_room(self, int32_t keep, double now, list removed, Py_ssize_t extra) except -1:
-        # Bring currsize + extra within maxsize: expired entries first, then least recently used.
-        self._expire_into(now, removed)
+    cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, Py_ssize_t extra):
+        # Bring currsize + extra within maxsize: expired entries first, then least
+        # recently used; what leaves goes through _drop.  Returns removed.
+        if collect:
+            self._expire_into(now, removed)
+        elif self._first_deadline() <= now:
+            if removed is None:
+                removed = []
+            self._expire_into(now, removed)
         while self.currsize_c + extra > self.maxsize_c and self.tail >= 0 and self.tail != keep:
-            removed.append(self._remove_slot(self.tail, EVICT))
-        return 0
+            removed = self._drop(self.tail, EVICT, removed, collect)
+        return removed
+
+    cdef inline double _first_deadline(self) noexcept:
+        # A lower bound of the earliest deadline in the expiry index (INF when empty).
+        cdef double first = self.slots[self.lane_head].deadline if self.lane_head >= 0 else INF
+        if self.heap_len and self.heap_key[0] < first:
+            return self.heap_key[0]
+        return first
 
     cdef inline double _lifetime(self, object ttl) except? -1.0:
         # The lifetime a set/touch asks for: the default when ttl is None.
@@ -627,12 +772,18 @@ cdef class LRUCache:
         because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
         entries removed to make room; ``"evict"``: live LRU entries pushed out.
         """
+        cdef list removed = self._put(key, value, ttl, size, True)
+        return removed if removed else NO_REMOVALS
+
+    cdef list _put(self, object key, object value, object ttl, object size, bint collect):
+        # put(); without collect, what leaves is released as _drop says and None or a list of it returned.
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef Py_ssize_t size_c
         cdef double now
         cdef Py_ssize_t s
         cdef list removed = None
+        cdef object old_value
         if size is None:
             size_c = 1 if self._getsizeof is None else check_size(self._getsizeof(value))
         else:
@@ -641,27 +792,33 @@ cdef class LRUCache:
         with cython.critical_section(self):
             s = self._find(key, h)
             now = self._clock(now)
+            if collect:
+                removed = []
             if lifetime <= 0 or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
                 if s >= 0:
-                    removed = [self._remove_slot(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE)]
+                    removed = self._drop(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE, removed, collect)
             elif s >= 0:
-                removed = [(self.slot_keys[s], self.slot_values[s], SET if self.slots[s].deadline > now else EXPIRE)]
-                self.slot_values[s] = value      # the old value stays alive in removed
+                old_value = self.slot_values[s]
+                if collect:
+                    removed.append((self.slot_keys[s], old_value, SET if self.slots[s].deadline > now else EXPIRE))
+                elif not releasable_now(old_value):
+                    removed = [old_value]
+                self.slot_values[s] = value
+                old_value = None                 # still alive in removed if its release could run code
                 if size_c != 1 and self.sizes == NULL:
                     self._use_sizes()
                 if self.sizes != NULL:
                     self.currsize_c += size_c - self.sizes[s]
                     self.sizes[s] = size_c
                 self._move_to_head(<int32_t>s)
-                self._file_deadline(<int32_t>s, now + lifetime)
+                self._file_deadline(<int32_t>s, now + lifetime, lifetime)
                 if self.maxsize_c >= 0 and self.currsize_c > self.maxsize_c:
-                    self._make_room(<int32_t>s, now, removed, 0)
+                    removed = self._make_room(<int32_t>s, now, removed, collect, 0)
             else:
                 if self.maxsize_c >= 0 and self.currsize_c + size_c > self.maxsize_c:
-                    removed = []
-                    self._make_room(-1, now, removed, size_c)
-                self._new_slot(key, value, h, now + lifetime, size_c)
-        return NO_REMOVALS if removed is None else removed
+                    removed = self._make_room(-1, now, removed, collect, size_c)
+                self._new_slot(key, value, h, now + lifetime, lifetime, size_c)
+        return removed
 
     def pop_expired(self, key, default=None):
         """If ``key`` is held but expired, remove it and return its value; else ``default``."""
@@ -724,10 +881,10 @@ cdef class LRUCache:
         with cython.critical_section(self):
             if self.busy:
                 raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
-            if self.heap_len:
+            if self.heap_len or self.lane_head >= 0:
                 now = self._clock(now)
-                if self.heap_key[0] <= now:
-                    self._expire_into(now, removed)
+                self._expire_into(now, removed)
+                if removed:
                     self._maybe_shrink()
         return [(entry[0], entry[1]) for entry in removed]
 
@@ -735,10 +892,10 @@ cdef class LRUCache:
 
     def set(self, key, value, ttl=None):
         """Store with a per-entry ttl (None: the default; math.inf: never; <= 0: remove)."""
-        self.put(key, value, ttl)
+        self._put(key, value, ttl, None, False)
 
     def __setitem__(self, key, value):
-        self.put(key, value)
+        self._put(key, value, None, None, False)
 
     cpdef object get(self, object key, object default=None):
         """The live value (now most recently used), else ``default``."""
@@ -785,7 +942,10 @@ cdef class LRUCache:
             if s < 0 or self.slots[s].deadline <= now:
                 return False
             self._move_to_head(<int32_t>s)
-            self._file_deadline(<int32_t>s, now + lifetime if lifetime > 0 else now)
+            if lifetime > 0:
+                self._file_deadline(<int32_t>s, now + lifetime, lifetime)
+            else:
+                self._file_deadline(<int32_t>s, now, 0.0)
             return True
 
     def pop(self, key, default=MISSING):
@@ -811,7 +971,7 @@ cdef class LRUCache:
     def __len__(self):
         cdef double now = self._user_time()
         with cython.critical_section(self):
-            if self.heap_len == 0:
+            if self.heap_len == 0 and self.lane_head < 0:
                 return self.count
             return self.count - self._count_expired(self._clock(now))
 
@@ -845,7 +1005,7 @@ cdef class LRUCache:
 
     def check_invariants(self):
         """Raise AssertionError if the index, recency list, free list or heap disagree."""
-        cdef Py_ssize_t i, n = 0, free = 0, total = 0, filed = 0, in_table = 0
+        cdef Py_ssize_t i, n = 0, free = 0, total = 0, filed = 0, in_table = 0, in_lane = 0, lane_len = 0
         cdef int32_t s, p
         with cython.critical_section(self):
             assert len(self.slot_keys) == self.capacity and len(self.slot_values) == self.capacity, "list length != capacity"
@@ -855,10 +1015,12 @@ cdef class LRUCache:
                 assert self.slots[s].prev == p, "prev link broken"
                 assert self._reachable_in_table(s), "live slot missing from the table"
                 total += self._size(s)
+                i = self.slots[s].heap_pos
                 if self.slots[s].deadline == INF:
-                    assert self.slots[s].heap_pos == -1, "never-expiring entry is in the heap"
+                    assert i == NOT_FILED, "never-expiring entry is filed for expiry"
+                elif i == IN_LANE:
+                    in_lane += 1
                 else:
-                    i = self.slots[s].heap_pos
                     assert 0 <= i < self.heap_len and self.heap_slot[i] == s, "entry missing from the heap"
                     assert self.heap_key[i] <= self.slots[s].deadline, "heap key later than the deadline"
                     filed += 1
@@ -878,6 +1040,16 @@ cdef class LRUCache:
                     in_table += 1
             assert in_table == n, "table holds a different number of slots"
             assert filed == self.heap_len, "heap holds a different number of slots"
+            s, p = self.lane_head, -1
+            while s >= 0:
+                assert lane_len < self.count, "lane has a cycle"
+                assert self.slots[s].heap_pos == IN_LANE, "lane slot not marked as in the lane"
+                assert self.slots[s].lane_prev == p, "lane_prev link broken"
+                assert p < 0 or self.slots[p].deadline <= self.slots[s].deadline, "lane out of deadline order"
+                lane_len += 1
+                p, s = s, self.slots[s].lane_next
+            assert p == self.lane_tail, "lane tail is not the last lane slot"
+            assert lane_len == in_lane, "lane holds a different number of slots"
             for i in range(1, self.heap_len):
                 assert self.heap_key[(i - 1) // HEAP_ARITY] <= self.heap_key[i], "heap order broken"
             assert total == self.currsize_c, "currsize differs from the sum of sizes"
