@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from memorystore.wsgi import SessionMiddleware
+
 redis = pytest.importorskip("redis")
 flask = pytest.importorskip("flask")
 webtest = pytest.importorskip("webtest")
@@ -17,11 +19,9 @@ webtest = pytest.importorskip("webtest")
 # The session-scoped throwaway server of test_redis.py (it skips when there is no Redis).
 # TODO(lead): move ``redis_url`` to conftest.py and drop this import.
 redis_url = pytest.importorskip("test_redis", reason="needs the redis_url fixture of tests/test_redis.py").redis_url
-
-from memorystore.cachelib import MemoryStoreCache  # noqa: E402
-from memorystore.flask import MemoryStoreSessionInterface  # noqa: E402
-from memorystore.redis import RedisStore  # noqa: E402
-from memorystore.wsgi import SessionMiddleware  # noqa: E402
+MemoryStoreCache = pytest.importorskip("memorystore.cachelib").MemoryStoreCache
+MemoryStoreSessionInterface = pytest.importorskip("memorystore.flask").MemoryStoreSessionInterface
+RedisStore = pytest.importorskip("memorystore.redis").RedisStore
 
 
 @pytest.fixture

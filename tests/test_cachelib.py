@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 cachelib = pytest.importorskip("cachelib")
-
-from memorystore.cachelib import MemoryStoreCache  # noqa: E402
+MemoryStoreCache = pytest.importorskip("memorystore.cachelib").MemoryStoreCache
 
 
 @pytest.fixture
@@ -67,7 +66,9 @@ def test_negative_timeout_is_already_expired(cache: MemoryStoreCache) -> None:
     assert len(cache.store) == 0
 
 
-@pytest.mark.parametrize(("timeout", "alive_until"), [(dt.timedelta(seconds=10), 10), (dt.timedelta(milliseconds=200), 1)])
+@pytest.mark.parametrize(
+    ("timeout", "alive_until"), [(dt.timedelta(seconds=10), 10), (dt.timedelta(milliseconds=200), 1)]
+)
 def test_timedelta_timeout_rounds_up_to_whole_seconds(
     cache: MemoryStoreCache, fake_timer: Any, timeout: dt.timedelta, alive_until: int
 ) -> None:

@@ -26,6 +26,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "memorystore", *args],
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
         env=env,

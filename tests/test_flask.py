@@ -5,18 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import pickle
 import uuid
 from typing import Any
 
 import pytest
 
+from memorystore._signing import new_session_id
+
 flask = pytest.importorskip("flask")
 itsdangerous = pytest.importorskip("itsdangerous")
+msflask = pytest.importorskip("memorystore.flask")
 
-from flask import Flask, session  # noqa: E402
-
-from memorystore._signing import new_session_id  # noqa: E402
-from memorystore.flask import MemoryStoreSession, MemoryStoreSessionInterface  # noqa: E402
+Flask = flask.Flask
+session = flask.session
+MemoryStoreSession = msflask.MemoryStoreSession
+MemoryStoreSessionInterface = msflask.MemoryStoreSessionInterface
 
 
 class CountingJSON:
@@ -421,7 +425,7 @@ def test_default_store_keeps_flask_session_types() -> None:
     app = Flask(__name__)
     app.secret_key = "k"
     app.session_interface = interface
-    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     token = uuid.UUID(int=7)
 
     @app.get("/put")
@@ -496,11 +500,9 @@ def test_any_store_shaped_object_works() -> None:
 
 def test_flask_session_cachelib_route_honours_the_lifetime(store_cls: type, fake_timer: Any) -> None:
     flask_session = pytest.importorskip("flask_session")
-    from memorystore.cachelib import MemoryStoreCache
+    cachelib_adapter = pytest.importorskip("memorystore.cachelib")
 
-    import pickle
-
-    backend = MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle))
+    backend = cachelib_adapter.MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle))
     app = Flask(__name__)
     app.secret_key = "k"
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=backend, PERMANENT_SESSION_LIFETIME=100)

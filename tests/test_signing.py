@@ -89,7 +89,17 @@ def test_salt_and_secret_separate_signatures() -> None:
     assert CookieSigner("k2").unsign(CookieSigner("k").sign("v")) is None
 
 
-@pytest.mark.parametrize(("secret", "error"), [("", ValueError), (b"", ValueError), ([], ValueError), (["ok", ""], ValueError), (None, TypeError), ([1], TypeError)])
+@pytest.mark.parametrize(
+    ("secret", "error"),
+    [
+        ("", ValueError),
+        (b"", ValueError),
+        ([], ValueError),
+        (["ok", ""], ValueError),
+        (None, TypeError),
+        ([1], TypeError),
+    ],
+)
 def test_bad_secrets(secret: object, error: type) -> None:
     with pytest.raises(error):
         CookieSigner(secret)  # type: ignore[arg-type]

@@ -84,9 +84,7 @@ class CookieSigner:
                 raise ValueError("secret must not be an empty list")
         salt_bytes = _as_bytes(salt, "salt")
         self.salt = salt
-        self._keys = tuple(
-            hmac.new(_as_bytes(s, "secret"), salt_bytes, hashlib.sha256).digest() for s in secrets_list
-        )
+        self._keys = tuple(hmac.new(_as_bytes(s, "secret"), salt_bytes, hashlib.sha256).digest() for s in secrets_list)
 
     def _tag(self, key: bytes, value: bytes) -> bytes:
         return hmac.new(key, value, hashlib.sha256).digest()

@@ -103,10 +103,10 @@ class MemoryStoreSession(CallbackDict[str, Any], SessionMixin):
         return super().setdefault(key, default)
 
 
-def _is_empty(session: Mapping[str, Any]) -> bool:
+def _is_empty(session: dict[str, Any]) -> bool:
     """No data worth storing: nothing, or only Flask's ``_permanent`` flag."""
-    size = dict.__len__(session)  # type: ignore[arg-type]
-    return size == 0 or (size == 1 and dict.__contains__(session, "_permanent"))  # type: ignore[arg-type]
+    size = dict.__len__(session)
+    return size == 0 or (size == 1 and dict.__contains__(session, "_permanent"))
 
 
 class MemoryStoreSessionInterface(SessionInterface):
@@ -192,11 +192,15 @@ class MemoryStoreSessionInterface(SessionInterface):
         if session.modified or session.new:
             self.store.set(key, dict(session), ttl=ttl)
             self._set_cookie(app, session, response)
-        elif app.config["SESSION_REFRESH_EACH_REQUEST"]:
-            # Sliding expiry without a rewrite.  A False here means the entry
-            # went away meanwhile (logout elsewhere, expiry): not brought back.
-            if self.store.touch(key, ttl=ttl) and self.should_set_cookie(app, session):
-                self._set_cookie(app, session, response)
+        # Otherwise: sliding expiry without a rewrite.  touch() returns False
+        # when the entry went away meanwhile (logout elsewhere, expiry): it is
+        # not brought back, and no cookie is sent for it.
+        elif (
+            app.config["SESSION_REFRESH_EACH_REQUEST"]
+            and self.store.touch(key, ttl=ttl)
+            and self.should_set_cookie(app, session)
+        ):
+            self._set_cookie(app, session, response)
 
     # -- session fixation --------------------------------------------------
 

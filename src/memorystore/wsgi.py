@@ -50,7 +50,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Self
 
 from ._signing import CookieSigner, is_session_id, new_session_id
 
@@ -91,7 +91,7 @@ class Session(dict[str, Any]):
         super().__delitem__(key)
         self._changed()
 
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+    def __ior__(self, other: Any) -> Self:  # type: ignore[override,misc]
         super().__ior__(other)
         self._changed()
         return self
@@ -156,7 +156,7 @@ class Session(dict[str, Any]):
         self.accessed = True
         return super().items()
 
-    def copy(self) -> dict[str, Any]:  # type: ignore[override]
+    def copy(self) -> dict[str, Any]:
         self.accessed = True
         return dict(self)
 
@@ -276,7 +276,7 @@ class SessionMiddleware:
         return self.app(environ, session_start_response)
 
     def _cookie_value(self, environ: Mapping[str, Any]) -> str | None:
-        header = environ.get("HTTP_COOKIE")
+        header: str | None = environ.get("HTTP_COOKIE")
         if not header:
             return None
         for part in header.split(";"):
@@ -317,10 +317,10 @@ class SessionMiddleware:
         elif session.modified or session.new:
             self.store.set(session.sid, dict(session), ttl=self.max_age)
             headers.append(("Set-Cookie", self._cookie(session.sid)))
-        elif self.rolling:
-            # Sliding expiry without a rewrite; False means the entry went away meanwhile.
-            if self.store.touch(session.sid, ttl=self.max_age) and self.max_age is not None:
-                headers.append(("Set-Cookie", self._cookie(session.sid)))
+        # Otherwise, when rolling: sliding expiry without a rewrite.  touch()
+        # returns False when the entry went away meanwhile: not brought back.
+        elif self.rolling and self.store.touch(session.sid, ttl=self.max_age) and self.max_age is not None:
+            headers.append(("Set-Cookie", self._cookie(session.sid)))
 
         if headers or session.accessed:
             headers.append(("Vary", "Cookie"))
