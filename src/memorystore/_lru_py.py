@@ -515,6 +515,9 @@ class LRUCache(Generic[K, V]):
                     assert item[0] <= entry.deadline, "heap key later than the deadline"
                     filed += 1
             assert total == self._currsize, "currsize differs from the sum of sizes"
+            # An OrderedDict whose __setitem__ failed halfway can hold a key in its
+            # dict part that its linked list lacks (a key's __eq__ raising twice).
+            assert sum(1 for _ in self._order) == len(self._order), "recency list and key index disagree"
             heap = self._heap
             current = sum(1 for item in heap if item[2].heap_item is item)
             assert current == filed, "heap items and entries disagree"
