@@ -79,6 +79,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "c_extension: runs against the compiled core")
+    config.addinivalue_line("markers", "op(name): parametrize the test's `impl` over every implementation that has this operation")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking ``impl`` and marked ``@pytest.mark.op(NAME)`` runs for each implementation with NAME."""
+    marker = metafunc.definition.get_closest_marker("op")
+    if "impl" in metafunc.fixturenames and marker is not None:
+        op = marker.args[0]
+        metafunc.parametrize("impl", impl_params(lambda impl: impl.supports(op)))
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +120,21 @@ def run_case(benchmark: Any, case: Case) -> None:
         record(benchmark, case.loop, impl=case.impl.name, op=case.op, capacity=case.capacity)
     finally:
         case.close()
+
+
+@pytest.fixture(scope="session")
+def smoke(pytestconfig: pytest.Config) -> bool:
+    return is_smoke(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def bench() -> Any:
+    """The helpers a benchmark module needs (test modules never import conftest)."""
+    import types
+
+    return types.SimpleNamespace(
+        LOOP=LOOP, WARMUP_ROUNDS=WARMUP_ROUNDS, rounds=rounds, require=require, record=record, run_case=run_case
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import WARMUP_ROUNDS, is_smoke, record, rounds
-
 from memorystore._bench import KeyPool
 
 TTL = 100.0
@@ -208,13 +206,13 @@ def _size_params() -> list[Any]:
 
 @pytest.mark.parametrize(("n", "fraction"), _size_params())
 @pytest.mark.parametrize("subject", _subject_params())
-def test_prune(benchmark: Any, subject: str, n: int, fraction: float, key_pool: KeyPool, request: pytest.FixtureRequest) -> None:
+def test_prune(bench: Any, benchmark: Any, subject: str, n: int, fraction: float, key_pool: KeyPool, smoke: bool) -> None:
     module, build = SUBJECTS[subject]
     if module in OWN:
         __import__(module)
     else:
         pytest.importorskip(module)
-    if n >= 1_000_000 and is_smoke(request.config) and not os.environ.get("MEMORYSTORE_BENCH_1M"):
+    if n >= 1_000_000 and smoke and not os.environ.get("MEMORYSTORE_BENCH_1M"):
         pytest.skip("1M-entry prune: set MEMORYSTORE_BENCH_1M=1 to run it in the smoke run")
     k = int(n * fraction)
     keys = key_pool.take(n)
@@ -249,10 +247,10 @@ def test_prune(benchmark: Any, subject: str, n: int, fraction: float, key_pool: 
         current.append((built, built.held()))
         return (built,), {}
 
-    timed_rounds = rounds() if k == 0 else 3
+    timed_rounds = bench.rounds() if k == 0 else 3
     benchmark.group = f"prune n={n}"
-    benchmark.pedantic(run, setup=setup, rounds=timed_rounds, warmup_rounds=WARMUP_ROUNDS if k == 0 else 0)
+    benchmark.pedantic(run, setup=setup, rounds=timed_rounds, warmup_rounds=bench.WARMUP_ROUNDS if k == 0 else 0)
     verify()
-    record(benchmark, 1, impl=subject, op="prune", n=n, expired=k)
+    bench.record(benchmark, 1, impl=subject, op="prune", n=n, expired=k)
     if k and benchmark.stats is not None:
         benchmark.extra_info["ns_per_expired"] = round(benchmark.stats.stats.median * 1e9 / k, 2)

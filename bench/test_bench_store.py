@@ -17,8 +17,6 @@ import pickle
 from typing import Any
 
 import pytest
-from conftest import LOOP, require, run_case
-
 from memorystore._bench import DEFAULT_TTL, IMPLEMENTATIONS_BY_NAME, Impl, KeyPool, make_case
 
 #: ~300 bytes serialized: what a typical web session holds.
@@ -64,18 +62,18 @@ def test_session_payload_is_realistic() -> None:
     assert 250 <= len(pickle.dumps(SESSION, pickle.HIGHEST_PROTOCOL)) <= 350
 
 
-@pytest.mark.parametrize("impl", store_params())
-def test_store_get_session(benchmark: Any, impl: Impl, capacity: int, key_pool: KeyPool) -> None:
-    require(impl)
-    case = make_case(impl, "get_hit", capacity=capacity, loop=LOOP, pool=key_pool, value=SESSION)
+@pytest.mark.parametrize("store_impl", store_params())
+def test_store_get_session(bench: Any, benchmark: Any, store_impl: Impl, capacity: int, key_pool: KeyPool) -> None:
+    bench.require(store_impl)
+    case = make_case(store_impl, "get_hit", capacity=capacity, loop=bench.LOOP, pool=key_pool, value=SESSION)
     assert case.cache.get(key_pool[0]) == SESSION  # a real round trip through the serializer
     case.op = "store_get"
-    run_case(benchmark, case)
+    bench.run_case(benchmark, case)
 
 
-@pytest.mark.parametrize("impl", store_params())
-def test_store_set_session(benchmark: Any, impl: Impl, capacity: int, key_pool: KeyPool) -> None:
-    require(impl)
-    case = make_case(impl, "overwrite", capacity=capacity, loop=LOOP, pool=key_pool, value=SESSION)
+@pytest.mark.parametrize("store_impl", store_params())
+def test_store_set_session(bench: Any, benchmark: Any, store_impl: Impl, capacity: int, key_pool: KeyPool) -> None:
+    bench.require(store_impl)
+    case = make_case(store_impl, "overwrite", capacity=capacity, loop=bench.LOOP, pool=key_pool, value=SESSION)
     case.op = "store_set"
-    run_case(benchmark, case)
+    bench.run_case(benchmark, case)
