@@ -1,0 +1,487 @@
+"""Hostile user code, threads and memory, for both cores (issue #6, core side).
+
+Each case runs in its own interpreter (``-X faulthandler``) so that a crash is
+a test failure instead of the end of the run: the case fails on a signal, a
+timeout or "Fatal Python error", and the child asserts everything else itself.
+
+- keys whose ``__hash__``/``__eq__`` re-enter the cache: RuntimeError is
+  acceptable, a crash or a failed ``check_invariants()`` is not;
+- values whose ``__del__`` re-enters the cache or runs ``gc.collect()`` on
+  every way out (overwrite, evict, expire, clear, pop...): removed values are
+  released only after the operation finished, so re-entry must simply work;
+- 8 threads of mixed operations with a 1 µs switch interval;
+- memory: churn leaves nothing behind, and ``clear()`` gives a 200k-entry
+  cache's memory back (tracemalloc sees PyMem allocations, which both cores use).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PRELUDE = """
+import gc, importlib, math, random, sys, threading
+core = importlib.import_module({module!r})
+LRUCache = core.LRUCache
+
+
+class Clock:
+    def __init__(self):
+        self.time = 1000.0
+
+    def __call__(self):
+        return self.time
+
+
+def consistent(cache):
+    # check_invariants(), plus: every value belongs to its key, and the views agree.
+    cache.check_invariants()
+    items = cache.items()
+    assert len(items) == len(cache) == len(cache.keys()), (len(items), len(cache))
+    for key, value in items:
+        assert value[0] == getattr(key, "n", key), (key, value)
+    if cache.maxsize is not None:
+        assert cache.currsize <= cache.maxsize
+"""
+
+
+def run_isolated(module: str, body: str, timeout: float = 60) -> str:
+    """Run ``body`` in a fresh interpreter with the core ``module`` imported; return its stdout."""
+    code = PRELUDE.format(module=module) + textwrap.dedent(body)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"timed out after {timeout}s (hang or endless loop)\nstderr:\n{exc.stderr!r}")
+    assert "Fatal Python error" not in proc.stderr, proc.stderr
+    assert proc.returncode >= 0, f"killed by signal {-proc.returncode}\nstderr:\n{proc.stderr}"
+    assert proc.returncode == 0, f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+# -- keys that re-enter the cache ---------------------------------------------------------
+
+KEY_ACTIONS = {
+    "get": "cache.get(ReKey(rng.randrange(8)))",
+    "set": "cache.set(ReKey(rng.randrange(8)), (None, -1))",
+    "clear": "cache.clear()",
+    "len": "len(cache)",
+    "pop": "cache.pop(rng.randrange(8), None)",
+    "contains": "rng.randrange(8) in cache",
+    "expire": "cache.expire()",
+    "touch": "cache.touch(ReKey(rng.randrange(8)))",
+    "items": "cache.items()",
+}
+
+KEY_BODY = """
+ACTION = {action!r}
+rng = random.Random(1234)
+clock = Clock()
+armed = {{"mode": None, "swallow": False}}
+depth = [0]
+stats = {{"reentered": 0, "runtime_errors": 0, "ok": 0}}
+
+
+def reenter():
+    # The action, run from a key's __hash__ or __eq__ (never recursively).
+    if depth[0]:
+        return
+    depth[0] += 1
+    stats["reentered"] += 1
+    try:
+        {code}
+    except RuntimeError:
+        stats["runtime_errors"] += 1
+        if not armed["swallow"]:
+            raise
+    finally:
+        depth[0] -= 1
+
+
+class ReKey:
+    # Few hash values, so lookups compare keys with __eq__.
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        if armed["mode"] == "hash" and rng.random() < 0.5:
+            reenter()
+        return self.n % 3
+
+    def __eq__(self, other):
+        if armed["mode"] == "eq" and rng.random() < 0.5:
+            reenter()
+        return isinstance(other, ReKey) and other.n == self.n
+
+    def __repr__(self):
+        return f"ReKey({{self.n}})"
+
+
+def value_for(key, i):
+    return (getattr(key, "n", key), i)
+
+
+for mode in ("hash", "eq"):
+    for swallow in (False, True):
+        cache = LRUCache(6, ttl=5, timer=clock)
+        for i in range(400):
+            armed["mode"] = None
+            key = ReKey(rng.randrange(8)) if rng.random() < 0.8 else rng.randrange(8)
+            op = rng.randrange(10)
+            armed["mode"], armed["swallow"] = mode, swallow
+            try:
+                if op == 0:
+                    cache.set(key, value_for(key, i), ttl=rng.choice([None, 1, 3, 0]))
+                elif op == 1:
+                    for k, v, reason in cache.put(key, value_for(key, i)):
+                        assert v[0] == getattr(k, "n", k) or v == (None, -1), (k, v)
+                elif op == 2:
+                    v = cache.get(key)
+                    assert v is None or v == (None, -1) or v[0] == getattr(key, "n", key), (key, v)
+                elif op == 3:
+                    cache.pop(key, None)
+                elif op == 4:
+                    key in cache
+                elif op == 5:
+                    cache.touch(key, ttl=rng.choice([None, 2]))
+                elif op == 6:
+                    cache.peek(key)
+                elif op == 7:
+                    cache.expire()
+                elif op == 8:
+                    cache.pop_expired(key)
+                else:
+                    clock.time += rng.choice([0.5, 1, 2])
+                stats["ok"] += 1
+            except RuntimeError:
+                stats["runtime_errors"] += 1
+            finally:
+                armed["mode"] = None
+            cache.check_invariants()
+            assert len(cache) <= 6 and cache.currsize <= 6
+            for k, v in cache.items():
+                assert v == (None, -1) or v[0] == getattr(k, "n", k), (k, v)
+        cache.clear()
+        cache.check_invariants()
+        assert len(cache) == 0
+assert stats["reentered"] > 50, stats
+print(stats)
+"""
+
+
+@pytest.mark.parametrize("action", sorted(KEY_ACTIONS))
+def test_key_reentering_the_cache(lru_impl: ModuleType, action: str) -> None:
+    out = run_isolated(lru_impl.__name__, KEY_BODY.format(action=action, code=KEY_ACTIONS[action]))
+    assert "reentered" in out
+
+
+RAISING_EQ_BODY = """
+import itertools
+
+calls = [0]
+fail_on = set()
+
+
+class K:
+    # Every K collides, so lookups compare keys; __eq__ raises on chosen calls.
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        return 0
+
+    def __eq__(self, other):
+        calls[0] += 1
+        if calls[0] in fail_on:
+            raise ValueError("eq failed")
+        return isinstance(other, K) and other.n == self.n
+
+    def __repr__(self):
+        return f"K({{self.n}})"
+
+
+OPS = {{
+    "set-new": lambda c: c.set(K(9), (9, 1)),
+    "set-old": lambda c: c.set(K(1), (1, 1)),
+    "put-evict": lambda c: list(c.put(K(9), (9, 1), size=3)),
+    "get": lambda c: c.get(K(2)),
+    "pop": lambda c: c.pop(K(2), None),
+    "touch": lambda c: c.touch(K(2)),
+    "contains": lambda c: K(1) in c,
+    "expire": lambda c: c.expire(),
+    "ttl0": lambda c: c.set(K(2), (2, 1), ttl=0),
+}}
+clock = Clock()
+patterns = [set(p) for n in (1, 2, 3) for p in itertools.combinations(range(1, 9), n)]
+for name, op in OPS.items():
+    for pattern in patterns:
+        fail_on = set()
+        cache = LRUCache(4, ttl=10, timer=clock)
+        for n in range(4):
+            cache.set(K(n), (n, 0), ttl=5 if n == 3 else None)
+        clock.time += 5 if name == "expire" else 0
+        calls[0], fail_on = 0, pattern
+        try:
+            op(cache)
+        except ValueError:
+            pass
+        fail_on = set()
+        try:
+            consistent(cache)
+            # Still fully usable, and every key reachable.
+            for key in cache.keys():
+                assert cache.get(key)[0] == key.n, key
+            cache.set(K(7), (7, 0))
+            assert cache[K(7)] == (7, 0)
+            consistent(cache)
+        except BaseException:
+            print("after", name, "with __eq__ raising on calls", sorted(pattern), file=sys.stderr)
+            raise
+        clock.time = 1000.0
+print("eq patterns ok")
+"""
+
+
+def test_key_eq_raising_leaves_a_consistent_cache(lru_impl: ModuleType) -> None:
+    """__eq__ raising on any 1-3 of the first 8 comparisons of an operation: an exception, never corruption."""
+    out = run_isolated(lru_impl.__name__, RAISING_EQ_BODY.format())
+    assert "eq patterns ok" in out
+
+
+# -- values whose __del__ re-enters the cache -----------------------------------------------
+
+VALUE_ACTIONS = {
+    "set": "cache.set(('from-del', self.n % 3), ('from-del', self.n % 3))",
+    "get": "cache.get(('from-del', 0)); cache.get(0)",
+    "clear": "cache.clear()",
+    "gc": "gc.collect()",
+    "len-items": "len(cache); cache.items(); cache.expire()",
+}
+
+REMOVALS = {
+    "overwrite": "cache.set(0, Del(0)); cache.set(0, (0, 1))",
+    "overwrite-put": "cache.set(0, Del(0)); list(cache.put(0, (0, 1)))",
+    "evict": "cache.set(100, Del(100)); [cache.set(k, (k, 0)) for k in range(1, 6)]",
+    "expire": "cache.set(0, Del(0), ttl=1); clock.time += 1; cache.expire()",
+    "expired-by-room": "cache.set(0, Del(0), ttl=1); clock.time += 1; [cache.set(k, (k, 0)) for k in range(1, 6)]",
+    "clear": "cache.set(0, Del(0)); cache.set(1, Del(1)); cache.clear()",
+    "pop": "cache.set(0, Del(0)); cache.pop(0)",
+    "del": "cache.set(0, Del(0)); del cache[0]",
+    "ttl0": "cache.set(0, Del(0)); cache.set(0, (0, 1), ttl=0)",
+    "oversize": "cache.set(0, Del(0)); cache.put(0, (0, 1), size=99)",
+    "pop_expired": "cache.set(0, Del(0), ttl=1); clock.time += 1; cache.pop_expired(0)",
+}
+
+VALUE_BODY = """
+clock = Clock()
+cache = LRUCache(4, ttl=50, timer=clock)
+errors = []
+calls = [0]
+cyclic = [False]
+
+
+class Del:
+    # A value whose finalizer re-enters the cache; in odd rounds it also sits in a
+    # reference cycle, so only the garbage collector finalizes it.
+    def __init__(self, n):
+        self.n = n
+        if cyclic[0]:
+            self.cycle = self
+
+    def __getitem__(self, i):
+        return (self.n, 0)[i]
+
+    def __del__(self):
+        calls[0] += 1
+        try:
+            {code}
+        except BaseException as exc:
+            errors.append(repr(exc))
+
+
+for round in range(30):
+    cyclic[0] = bool(round % 2)
+    {removal}
+    gc.collect()
+    consistent_items = [(k, v) for k, v in cache.items() if not (isinstance(k, tuple) and k[0] == "from-del")]
+    cache.check_invariants()
+    for k, v in consistent_items:
+        assert v[0] == k, (k, v)
+    assert len(cache) <= 4 and cache.currsize <= 4
+    cache.clear()
+    gc.collect()
+    cache.check_invariants()
+    assert not errors, errors  # __del__ ran after the operation was over: re-entry works
+
+assert calls[0] >= 30, calls
+print("finalizers", calls[0])
+"""
+
+
+@pytest.mark.parametrize("removal", sorted(REMOVALS))
+@pytest.mark.parametrize("action", sorted(VALUE_ACTIONS))
+def test_value_finalizer_reentering_the_cache(lru_impl: ModuleType, action: str, removal: str) -> None:
+    out = run_isolated(lru_impl.__name__, VALUE_BODY.format(code=VALUE_ACTIONS[action], removal=REMOVALS[removal]))
+    assert "finalizers" in out
+
+
+# -- threads ----------------------------------------------------------------------------------
+
+THREADS_BODY = """
+sys.setswitchinterval(1e-6)
+clock = Clock()
+cache = LRUCache(50, ttl=2, timer=clock)
+N_THREADS, OPS = 8, 4000
+failures = []
+barrier = threading.Barrier(N_THREADS)
+
+
+def worker(seed):
+    rng = random.Random(seed)
+    try:
+        barrier.wait()
+        for i in range(OPS):
+            key = rng.randrange(80)
+            op = rng.randrange(16)
+            if op < 4:
+                cache.set(key, (key, i), ttl=rng.choice([None, 0.5, 1, 5, math.inf]))
+            elif op < 7:
+                v = cache.get(key)
+                assert v is None or v[0] == key, (key, v)
+            elif op == 7:
+                v = cache.peek(key)
+                assert v is None or v[0] == key, (key, v)
+            elif op == 8:
+                v = cache.pop(key, None)
+                assert v is None or v[0] == key, (key, v)
+            elif op == 9:
+                for k, v, reason in cache.put(key, (key, i), size=rng.choice([1, 2, 5])):
+                    assert v[0] == k and reason in ("set", "expire", "evict"), (k, v, reason)
+            elif op == 10:
+                cache.touch(key, ttl=rng.choice([None, 1, 3]))
+            elif op == 11:
+                for k, v in cache.expire():
+                    assert v[0] == k, (k, v)
+            elif op == 12:
+                for k, v in cache.items():
+                    assert v[0] == k, (k, v)
+                for k, v, left in cache.entries():
+                    assert v[0] == k and left > 0, (k, v, left)
+            elif op == 13:
+                v = cache.pop_expired(key)
+                assert v is None or v[0] == key, (key, v)
+                cache.remaining(key)
+            elif op == 14:
+                clock.time += 0.25
+                assert len(cache) <= 50
+            else:
+                if rng.random() < 0.05:
+                    cache.clear()
+                else:
+                    key in cache
+                    list(cache)
+    except BaseException as exc:
+        import traceback
+        failures.append(traceback.format_exc())
+
+
+threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(N_THREADS)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(50)
+assert not any(t.is_alive() for t in threads), "a worker hung"
+assert not failures, failures[0]
+consistent(cache)
+assert len(cache) <= 50
+print("threads ok", len(cache), cache.currsize)
+"""
+
+
+def test_threads_mixed_operations(lru_impl: ModuleType) -> None:
+    out = run_isolated(lru_impl.__name__, THREADS_BODY)
+    assert "threads ok" in out
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+CHURN_BODY = """
+import tracemalloc
+clock = Clock()
+cache = LRUCache(1000, ttl=100, timer=clock)
+
+
+def churn(start, stop):
+    for i in range(start, stop):
+        key = "key-%d" % (i % 5000)
+        cache.set(key, (key, i), ttl=50 + i % 13)
+        cache.get(key)
+        if i % 7 == 0:
+            cache.touch(key, ttl=60)
+        del cache[key]
+        if i % 97 == 0:
+            cache.set(i, (i, i), ttl=1)
+            clock.time += 0.5
+            cache.expire()
+
+
+churn(0, 20_000)  # warm up caches and free lists
+cache.clear()
+gc.collect()
+tracemalloc.start()
+base = tracemalloc.get_traced_memory()[0]
+churn(20_000, 70_000)
+cache.clear()
+gc.collect()
+grown = tracemalloc.get_traced_memory()[0] - base
+tracemalloc.stop()
+cache.check_invariants()
+assert grown < 8 * 1024, f"50k set/get/delete cycles left {grown} bytes behind"
+print("churn grew", grown)
+"""
+
+FILL_BODY = """
+import tracemalloc
+clock = Clock()
+cache = LRUCache(None, ttl={ttl}, timer=clock)
+for i in range(1000):
+    cache[i] = i
+cache.clear()
+gc.collect()
+tracemalloc.start()
+base = tracemalloc.get_traced_memory()[0]
+for i in range(200_000):
+    cache[i * 7919] = i * 31
+cache.touch(7919, ttl=5)
+full = tracemalloc.get_traced_memory()[0] - base
+cache.clear()
+gc.collect()
+left = tracemalloc.get_traced_memory()[0] - base
+tracemalloc.stop()
+cache.check_invariants()
+assert full > 200_000 * 8, f"the fill only traced {{full}} bytes: tracemalloc does not see the core's memory"
+assert left <= 0.05 * full, f"clear() kept {{left}} of {{full}} bytes"
+for i in range(10):
+    cache[i] = i
+cache.check_invariants()
+assert len(cache) == 10
+print("fill", full, "left", left)
+"""
+
+
+def test_churn_leaves_no_memory_behind(lru_impl: ModuleType) -> None:
+    out = run_isolated(lru_impl.__name__, CHURN_BODY)
+    assert "churn grew" in out
+
+
+@pytest.mark.parametrize("ttl", ["None", "300"], ids=["no-ttl", "ttl"])
+def test_clear_gives_memory_back(lru_impl: ModuleType, ttl: str) -> None:
+    out = run_isolated(lru_impl.__name__, FILL_BODY.format(ttl=ttl))
+    assert "fill" in out
