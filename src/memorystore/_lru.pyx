@@ -108,6 +108,13 @@ cdef int HEAP_ARITY = 4
 cpdef double to_seconds(object value, str what="ttl") except? -1.0:
     """A duration (int, float or timedelta) as float seconds; rejects bool, NaN, non-numbers."""
     cdef double seconds
+    if type(value) is float:                    # fast paths: no ABC check
+        seconds = <double>value
+        if seconds != seconds:
+            raise ValueError(f"{what} must not be NaN")
+        return seconds
+    if type(value) is int and -9007199254740992 <= <object>value <= 9007199254740992:
+        return <double>value
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -704,6 +711,8 @@ cdef class LRUCache:
         # in removed (allocated on demand) otherwise.  Returns removed.
         cdef object key, value
         if collect:
+            if removed is None:
+                removed = []
             removed.append(self._remove_slot(s, reason))
             return removed
         key = self.slot_keys[s]
@@ -731,18 +740,16 @@ cdef class LRUCache:
                 return 0
             else:
                 s = self.heap_slot[0]
-                if self.slots[s].deadline <= now:
+                if self.slots[s].deadline == heap_first:    # an exact key: expired
                     removed.append(self._remove_slot(s, EXPIRE))
-                else:
+                else:       # the deadline moved later: re-file it first, to keep the order
                     self.heap_key[0] = self.slots[s].deadline
                     self._sift_down(0)
 
     cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, Py_ssize_t extra):
         # Bring currsize + extra within maxsize: expired entries first, then least
         # recently used; what leaves goes through _drop.  Returns removed.
-        if collect:
-            self._expire_into(now, removed)
-        elif self._first_deadline() <= now:
+        if self._first_deadline() <= now:
             if removed is None:
                 removed = []
             self._expire_into(now, removed)
@@ -792,15 +799,14 @@ cdef class LRUCache:
         with cython.critical_section(self):
             s = self._find(key, h)
             now = self._clock(now)
-            if collect:
-                removed = []
-            if lifetime <= 0 or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
+            # now + lifetime <= now: ttl <= 0, or so small that adding it changes nothing
+            if now + lifetime <= now or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
                 if s >= 0:
                     removed = self._drop(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE, removed, collect)
             elif s >= 0:
                 old_value = self.slot_values[s]
                 if collect:
-                    removed.append((self.slot_keys[s], old_value, SET if self.slots[s].deadline > now else EXPIRE))
+                    removed = [(self.slot_keys[s], old_value, SET if self.slots[s].deadline > now else EXPIRE)]
                 elif not releasable_now(old_value):
                     removed = [old_value]
                 self.slot_values[s] = value
