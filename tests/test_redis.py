@@ -1029,3 +1029,65 @@ def test_two_processes_share_flask_sessions(redis_url: str, prefix: str, stores:
     finally:
         child.terminate()
         child.wait(10)
+
+
+# -- adapters take a RedisStore wherever they take a MemoryStore ----------------------------------------------------
+
+
+def test_cachelib_adapter_over_a_redis_store(make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+    pytest.importorskip("cachelib")
+    from memorystore.cachelib import MemoryStoreCache
+
+    cache = MemoryStoreCache(make_store(serializer=pickle), default_timeout=60)
+    assert cache.set("k", {"when": timedelta(seconds=1)}) is True
+    assert cache.get("k") == {"when": timedelta(seconds=1)}
+    assert 59_000 < raw.pttl(prefix + "k") <= 60_000
+    assert cache.add("k", 2) is False
+    assert cache.has("k") is True
+    assert cache.delete("k") is True
+    assert cache.get("k") is None
+    cache.set("forever", 1, timeout=0)
+    assert raw.pttl(prefix + "forever") == -1
+    assert cache.clear() is True
+    assert raw.exists(prefix + "forever") == 0
+
+
+def test_wsgi_adapter_over_a_redis_store(make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+    webtest = pytest.importorskip("webtest")
+    from memorystore.wsgi import SessionMiddleware
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        session = environ["memorystore.session"]
+        if environ["PATH_INFO"] == "/inc":
+            session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(session.get("n", 0)).encode()]
+
+    store = make_store(near_cache=MemoryStore(ttl=30))
+    browser = webtest.TestApp(SessionMiddleware(app, store, "a secret", max_age=120))
+    assert browser.get("/inc").text == "1"
+    assert browser.get("/inc").text == "2"
+    (sid,) = store.ids()
+    assert store.get(sid) == {"n": 2}
+    assert 119_000 < raw.pttl(prefix + sid) <= 120_000
+    raw.set(prefix + sid, json.dumps({"n": 40}))  # another process's write
+    assert browser.get("/inc").text == "41"
+
+
+def test_aio_adapter_over_a_redis_store(make_store: Callable[..., RedisStore]) -> None:
+    import asyncio
+
+    from memorystore.aio import AsyncMemoryStore
+
+    async def scenario() -> tuple[Any, ...]:
+        store = AsyncMemoryStore(make_store())
+        await store.set("a", {"v": 1}, ttl=30)
+        added = await store.add("a", {"v": 2})
+        got = await store.get("a")
+        touched = await store.touch("a", ttl=60)
+        has = await store.has("a")
+        n = await store.length()
+        await store.destroy(["a"])
+        return added, got, touched, has, n, await store.get("a"), await store.prune()
+
+    assert asyncio.run(scenario()) == (False, {"v": 1}, True, True, 1, None, 0)
