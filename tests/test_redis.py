@@ -1091,3 +1091,16 @@ def test_aio_adapter_over_a_redis_store(make_store: Callable[..., RedisStore]) -
         return added, got, touched, has, n, await store.get("a"), await store.prune()
 
     assert asyncio.run(scenario()) == (False, {"v": 1}, True, True, 1, None, 0)
+
+
+def test_listener_connection_is_outside_a_bounded_pool(redis_url: str, prefix: str, stores: list[RedisStore]) -> None:
+    pool = redis.ConnectionPool.from_url(redis_url, max_connections=1)
+    client = redis.Redis(connection_pool=pool)
+    store = RedisStore(client, prefix=prefix, near_cache=MemoryStore(ttl=30))
+    stores.append(store)
+    assert store.near_cache_active
+    store.set("s", 1)  # the pool's only connection is still free for commands
+    assert store.get("s") == 1
+    assert store.touch("s", ttl=5) is True
+    client.set(prefix + "s", json.dumps(2))
+    assert store.get("s") == 2

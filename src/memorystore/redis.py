@@ -123,6 +123,18 @@ def _readable(sock: socket.socket) -> bool:
         return True
 
 
+def _new_connection(pool: Any) -> Any:
+    """A connection configured like the pool's but outside it (never counted, never released)."""
+    cls = getattr(pool, "connection_class", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if cls is not None and isinstance(kwargs, dict):
+        try:
+            return cls(**kwargs)
+        except Exception:  # noqa: BLE001 - an unusual pool: let it make one
+            logger.debug("near cache: building a listener connection failed; asking the pool", exc_info=True)
+    return pool.make_connection()
+
+
 class _Listener:
     """One tracking connection and the daemon thread that applies its invalidations.
 
@@ -198,7 +210,7 @@ class _Listener:
     # -- the connection ----------------------------------------------------------------
 
     def _connect(self) -> None:
-        conn = self._pool.make_connection()
+        conn = _new_connection(self._pool)
         self._conn = conn
         conn.connect()
         resp3 = str(getattr(conn, "protocol", 2) or 2) == "3"
