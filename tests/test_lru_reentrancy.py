@@ -332,6 +332,259 @@ def test_value_finalizer_reentering_the_cache(lru_impl: ModuleType, action: str,
     assert "finalizers" in out
 
 
+HOSTILE_CASES = {
+    "mutate-while-iterating": """
+cache = LRUCache(10, ttl=5, timer=Clock())
+for round in range(20):
+    for i in range(10):
+        cache[i] = (i, round)
+    try:
+        for k in cache:
+            cache.pop(k, None)
+            cache[k + 100] = (k + 100, round)
+    except RuntimeError:
+        pass
+    consistent(cache)
+    it = iter(cache)
+    cache.clear()
+    list(it)
+    for i in range(5):
+        cache[i] = (i, round)
+    for k in cache.keys():
+        cache.clear()
+        cache[k] = (k, round)
+    consistent(cache)
+    for k, v, left in cache.entries():
+        cache.pop(k, None)
+    consistent(cache)
+""",
+    "unstable-hash": """
+counter = [0]
+
+
+class Unstable:
+    # A different hash on every call: lookups miss, nothing may break.
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        counter[0] += 1
+        return counter[0] % 7
+
+    def __eq__(self, other):
+        return isinstance(other, Unstable) and other.n == self.n
+
+
+rng = random.Random(7)
+clock = Clock()
+cache = LRUCache(6, ttl=3, timer=clock)
+keys = [Unstable(n) for n in range(10)]
+for i in range(3000):
+    key = rng.choice(keys) if rng.random() < 0.7 else rng.randrange(10)
+    op = rng.randrange(7)
+    if op == 0:
+        cache.set(key, (getattr(key, "n", key), i))
+    elif op == 1:
+        v = cache.get(key)
+        assert v is None or v[0] == getattr(key, "n", key)
+    elif op == 2:
+        cache.pop(key, None)
+    elif op == 3:
+        cache.touch(key)
+    elif op == 4:
+        cache.expire()
+    elif op == 5:
+        clock.time += 1
+    else:
+        cache.pop_expired(key)
+    consistent(cache)
+cache.clear()
+consistent(cache)
+""",
+    "eq-result-bool-raises": """
+class Bad:
+    def __bool__(self):
+        raise ValueError("no truth")
+
+
+class K:
+    def __init__(self, n):
+        self.n = n
+
+    def __hash__(self):
+        return 1
+
+    def __eq__(self, other):
+        return Bad()
+
+
+cache = LRUCache(4, ttl=5, timer=Clock())
+cache[K(0)] = (0, 0)
+for i in range(1, 50):
+    for op in (lambda: cache.set(K(i), (i, 0)), lambda: cache.get(K(i)), lambda: cache.pop(K(i), None),
+               lambda: K(i) in cache, lambda: cache.touch(K(i)), lambda: cache.put(K(i), (i, 1), size=4)):
+        try:
+            op()
+        except ValueError:
+            pass
+        consistent(cache)
+    cache[f"s{i}"] = (f"s{i}", 0)
+    consistent(cache)
+""",
+    "timer-reenters": """
+rng = random.Random(3)
+depth = [0]
+stats = {"reentered": 0}
+
+
+class ReClock(Clock):
+    def __call__(self):
+        if not depth[0] and rng.random() < 0.3:
+            depth[0] += 1
+            stats["reentered"] += 1
+            try:
+                rng.choice([lambda: cache.get(1), lambda: cache.set(rng.randrange(8), (None, -1)), cache.clear,
+                            lambda: len(cache), cache.expire, lambda: cache.pop(rng.randrange(8), None)])()
+            except RuntimeError:
+                pass
+            finally:
+                depth[0] -= 1
+        return self.time
+
+
+clock = ReClock()
+cache = LRUCache(5, ttl=2, timer=clock)
+for i in range(3000):
+    key = rng.randrange(8)
+    op = rng.randrange(8)
+    try:
+        if op == 0:
+            cache.set(key, (key, i), ttl=rng.choice([None, 1, 0]))
+        elif op == 1:
+            list(cache.put(key, (key, i), size=rng.choice([1, 2])))
+        elif op == 2:
+            cache.get(key)
+        elif op == 3:
+            cache.touch(key)
+        elif op == 4:
+            cache.expire()
+        elif op == 5:
+            cache.pop(key, None)
+        elif op == 6:
+            cache.pop_expired(key)
+            cache.entries()
+        else:
+            clock.time += 0.5
+    except RuntimeError:
+        pass
+    depth[0] += 1
+    try:
+        cache.check_invariants()
+        for k, v in cache.items():
+            assert v == (None, -1) or v[0] == k, (k, v)
+        assert cache.currsize <= 5
+    finally:
+        depth[0] -= 1
+assert stats["reentered"] > 100, stats
+""",
+    "getsizeof-reenters": """
+rng = random.Random(5)
+depth = [0]
+
+
+def getsizeof(value):
+    if not depth[0] and rng.random() < 0.5:
+        depth[0] += 1
+        try:
+            rng.choice([cache.clear, lambda: cache.set(rng.randrange(8), (None, -1)), lambda: cache.pop(rng.randrange(8), None),
+                        cache.expire, lambda: cache.get(rng.randrange(8))])()
+        except RuntimeError:
+            pass
+        finally:
+            depth[0] -= 1
+    return rng.choice([0, 1, 2, 3])
+
+
+clock = Clock()
+cache = LRUCache(6, ttl=2, getsizeof=getsizeof, timer=clock)
+for i in range(3000):
+    key = rng.randrange(8)
+    try:
+        if rng.random() < 0.7:
+            cache.set(key, (key, i))
+        else:
+            list(cache.put(key, (key, i)))
+    except RuntimeError:
+        pass
+    if i % 10 == 0:
+        clock.time += 0.5
+    cache.check_invariants()
+    for k, v in cache.items():
+        assert v == (None, -1) or v[0] == k, (k, v)
+    assert cache.currsize <= 6
+""",
+    "gc-cycles-and-finalizers": """
+import weakref
+survivors = []
+log = []
+
+
+class Value:
+    def __init__(self, cache, n, resurrect):
+        self.cache = cache  # the cycle: cache -> value -> cache
+        self.n = n
+        self.resurrect = resurrect
+
+    def __getitem__(self, i):
+        return (self.n, 0)[i]
+
+    def __del__(self):
+        try:
+            self.cache.get(self.n)
+            self.cache.set(("del", self.n), ("del", self.n))
+            len(self.cache)
+            self.cache.expire()
+            if self.resurrect:
+                survivors.append(self.cache)
+            log.append("ok")
+        except RuntimeError as exc:
+            log.append(repr(exc))
+
+
+refs = []
+for round in range(60):
+    clock = Clock()
+    cache = LRUCache(8, ttl=3, timer=clock)
+    for n in range(6):
+        value = Value(cache, n, resurrect=(round % 3 == 0 and n == 2))
+        cache.set(n, value, ttl=1 + n % 3)
+        refs.append(weakref.ref(value))
+    clock.time += round % 4
+    del value, cache
+    gc.collect()
+    for cache in survivors:
+        try:
+            cache.check_invariants()
+            cache.set("after", ("after", 0))
+            cache.items()
+            cache.clear()
+        except RuntimeError:
+            pass
+    survivors.clear()
+    gc.collect()
+assert len(log) > 100, len(log)
+assert all(ref() is None for ref in refs), "a value outlived its cache"
+""",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CASES))
+def test_hostile_user_code(lru_impl: ModuleType, case: str) -> None:
+    """Iteration under mutation, unstable hashes, raising comparisons, re-entrant timer and getsizeof, gc cycles."""
+    out = run_isolated(lru_impl.__name__, HOSTILE_CASES[case] + "\nprint('hostile ok')\n")
+    assert "hostile ok" in out
+
+
 # -- threads ----------------------------------------------------------------------------------
 
 THREADS_BODY = """
