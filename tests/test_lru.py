@@ -432,6 +432,21 @@ def test_oversize_entry_removes_the_old_value_under_its_key(make: Callable[..., 
     assert cache.keys() == ["b"]
 
 
+@pytest.mark.parametrize("size", [11, 2**31, 2**62, 2**64, 2**100])
+def test_any_entry_bigger_than_maxsize_is_just_not_stored(make: Callable[..., Any], size: int) -> None:
+    """However big: not stored, the old value under its key removed, no error (a store's length may be huge)."""
+    cache = make(10, getsizeof=lambda v: size if v == "huge" else 1)
+    filled(cache, "a", "k", "b")
+    removed = list(cache.put("k", "huge"))
+    cache.check_invariants()
+    assert removed == [("k", "v-k", "set")]
+    assert list(cache.put("new", "x", size=size)) == []
+    cache["new"] = "huge"
+    cache.check_invariants()
+    assert cache.keys() == ["b", "a"]
+    assert cache.currsize == 2
+
+
 def test_put_size_overrides_getsizeof(make: Callable[..., Any]) -> None:
     calls: list[Any] = []
 
