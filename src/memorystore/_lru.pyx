@@ -37,6 +37,7 @@ and values are collected and released after the section ends.
 cimport cython
 from cpython.list cimport PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
 from libc.math cimport NAN
 from cpython.time cimport monotonic
@@ -66,6 +67,18 @@ cdef extern from *:
     """
     double memorystore_coarse_clock() noexcept nogil
 
+cdef extern from *:
+    """
+    #ifdef _WIN32
+    #include <windows.h>
+    static void memorystore_yield(void) { SwitchToThread(); }
+    #else
+    #include <sched.h>
+    static void memorystore_yield(void) { sched_yield(); }
+    #endif
+    """
+    void memorystore_yield() noexcept nogil
+
 
 # The default clock: the coarse monotonic clock where there is one, else CPython's.
 cdef inline double default_clock() noexcept nogil:
@@ -86,6 +99,9 @@ cdef str EVICT = "evict"
 
 cdef Py_ssize_t MIN_CAPACITY = 8
 cdef Py_ssize_t MAX_CAPACITY = 0x3FFFFFFF
+# Sizes above this count as this; a bound above it counts as SIZE_CAP - 1, so
+# any such entry is "bigger than maxsize" and sums cannot overflow.
+cdef Py_ssize_t SIZE_CAP = <Py_ssize_t>1 << 50
 
 ctypedef struct Slot:
     double deadline
@@ -143,9 +159,7 @@ cdef Py_ssize_t check_size(object size) except -1:
         raise TypeError(f"size must be an int, not {type(size).__name__}")
     if size < 0:
         raise ValueError("size must be >= 0")
-    if size > 0x7FFFFFFFFFFFFFF:
-        raise ValueError("size is too large")
-    return size
+    return min(size, SIZE_CAP)
 
 
 cdef object check_default_ttl(object ttl):
@@ -207,8 +221,9 @@ cdef class LRUCache:
         int32_t* heap_slot
         double* heap_key
         Py_ssize_t heap_len, heap_capacity
-        # re-entry guard: set while a key's __eq__ runs
+        # re-entry guard: set while a key's __eq__ runs, by busy_owner's thread
         bint busy
+        unsigned long busy_owner
         object __weakref__
 
     __class_getitem__ = classmethod(GenericAlias)
@@ -233,7 +248,7 @@ cdef class LRUCache:
             raise TypeError("LRUCache.__init__() may not be called on a cache in use")
         self._maxsize_obj = maxsize
         self._ttl_obj = ttl
-        self.maxsize_c = -1 if maxsize is None else min(<object>maxsize, 0x7FFFFFFFFFFFFFFF)
+        self.maxsize_c = -1 if maxsize is None else min(<object>maxsize, SIZE_CAP - 1)
         self.default_lifetime = INF if ttl is None else <double>ttl
         self._getsizeof = getsizeof
         self._timer = timer
@@ -412,7 +427,7 @@ cdef class LRUCache:
         cdef int equal
         cdef object stored
         if self.busy:
-            raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+            self._wait_not_busy()
         if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
             raise RuntimeError("LRUCache was cleared by the garbage collector")
         if self.capacity == 0:
@@ -427,6 +442,7 @@ cdef class LRUCache:
                 if stored is key:
                     return s
                 self.busy = True
+                self.busy_owner = PyThread_get_thread_ident()
                 try:
                     equal = PyObject_RichCompareBool(stored, key, Py_EQ)
                 finally:
@@ -434,6 +450,17 @@ cdef class LRUCache:
                 if equal:
                     return s
             i = (i + 1) & self.table_mask
+
+    cdef int _wait_not_busy(self) except -1:
+        # Another thread is inside a key's __eq__: wait for it (GIL released);
+        # this thread is (re-entry from __eq__): refuse.
+        cdef unsigned long me = PyThread_get_thread_ident()
+        while self.busy:
+            if self.busy_owner == me:
+                raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+            with nogil:
+                memorystore_yield()
+        return 0
 
     cdef inline void _table_insert(self, int32_t s) noexcept:
         # File slot s in the table (its key is known to be absent).
@@ -886,7 +913,7 @@ cdef class LRUCache:
         cdef list removed = []
         with cython.critical_section(self):
             if self.busy:
-                raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+                self._wait_not_busy()
             if self.heap_len or self.lane_head >= 0:
                 now = self._clock(now)
                 self._expire_into(now, removed)
@@ -986,7 +1013,7 @@ cdef class LRUCache:
         cdef list keys, values
         with cython.critical_section(self):
             if self.busy:
-                raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
+                self._wait_not_busy()
             keys, values = self.slot_keys, self.slot_values
             self.slot_keys, self.slot_values = [], []
             self._free_arrays()

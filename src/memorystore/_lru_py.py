@@ -2,7 +2,10 @@
 
 Structure::
 
-    _order  OrderedDict  key -> _Entry, least- to most-recently used
+    _map    dict         _Key(key) -> _Entry; a _Key holds the key's hash, taken
+                         once, so a stored key is never hashed again
+    _root   _Entry       sentinel of a circular doubly linked list of the
+                         entries (``prev``/``next``), least recently used first
     _heap   list         [deadline lower bound, seq, _Entry] as a binary min-heap;
                          only entries with a finite deadline have a current item
                          (``entry.heap_item``); items no longer current are skipped
@@ -13,8 +16,13 @@ key is then a lower bound; ``expire()`` re-files such an item when it reaches
 the top.  So ``expire()`` costs O((expired + re-filed) log n), never O(n).
 
 User code (key ``__eq__``/``__hash__``, the timer, ``getsizeof``) runs before
-any structure is changed or inside a dict operation that is itself atomic; a
-call that re-enters the cache from there raises ``RuntimeError``.  Removed
+any structure is changed or inside a plain dict lookup, insertion or deletion,
+each of which either happens or, when user code raises, changes nothing; a call
+that re-enters the cache from there raises ``RuntimeError``.  The recency list
+is relinked without any lookup, and room is made before a new value goes in,
+so a failure part-way never leaves the cache over its bound.  (An
+``OrderedDict`` would not do: its ``__setitem__``/``__delitem__`` look a key up
+twice and are left half-done when the second comparison raises.)  Removed
 values are returned to the caller and released only after the structures are
 consistent again.
 """
@@ -27,7 +35,6 @@ import math
 import numbers
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from datetime import timedelta
 from types import GenericAlias
@@ -96,15 +103,39 @@ def _replaced(entry: _Entry, now: float) -> str:
     return "set" if entry.deadline > now else "expire"
 
 
-class _Entry:
-    __slots__ = ("deadline", "heap_item", "key", "size", "value")
+class _Key:
+    """A key and its hash, taken once.
 
-    def __init__(self, key: Any, value: Any, deadline: float, size: int) -> None:
+    The index never hashes a stored key again, so an entry can always be found
+    by its own _Key (identity comes first in a dict lookup), even when the key's
+    hash has changed since: removal never depends on the key behaving.
+    """
+
+    __slots__ = ("hash", "key")
+
+    def __init__(self, key: Any) -> None:
+        self.hash = hash(key)
+        self.key = key
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or self.key == other.key  # type: ignore[attr-defined,no-any-return]
+
+
+class _Entry:
+    __slots__ = ("deadline", "heap_item", "ikey", "key", "next", "prev", "size", "value")
+
+    def __init__(self, key: Any, value: Any, deadline: float, size: int, ikey: _Key | None = None) -> None:
+        self.ikey = ikey
         self.key = key
         self.value = value
         self.deadline = deadline
         self.size = size
         self.heap_item: list[Any] | None = None
+        self.prev: _Entry | None = None
+        self.next: _Entry | None = None
 
 
 # What a heap item points at once it is no longer current (its entry left the
@@ -136,8 +167,9 @@ class LRUCache(Generic[K, V]):
         "_getsizeof",
         "_heap",
         "_lock",
+        "_map",
         "_maxsize",
-        "_order",
+        "_root",
         "_seq",
         "_timer",
         "_ttl",
@@ -161,7 +193,8 @@ class LRUCache(Generic[K, V]):
         self._ttl = check_default_ttl(ttl)
         self._getsizeof = getsizeof
         self._timer: Callable[[], float] = timer if timer is not None else time.monotonic
-        self._order: OrderedDict[Any, _Entry] = OrderedDict()
+        self._map: dict[_Key, _Entry] = {}
+        self._root = self._new_root()
         self._heap: list[list[Any]] = []
         self._seq = itertools.count()
         self._currsize = 0
@@ -201,6 +234,50 @@ class LRUCache(Generic[K, V]):
             raise RuntimeError("LRUCache re-entered while an operation was in progress (from a key's __eq__?)")
         self._busy = True
 
+    @staticmethod
+    def _new_root() -> _Entry:
+        root = _Entry(None, None, _INF, 0)
+        root.prev = root.next = root
+        return root
+
+    def _link_last(self, entry: _Entry) -> None:
+        # Link entry in as the most recently used.
+        root = self._root
+        last = root.prev
+        assert last is not None
+        entry.prev, entry.next = last, root
+        last.next = root.prev = entry
+
+    def _detach(self, entry: _Entry) -> None:
+        # Take entry out of the recency list.
+        prev, nxt = entry.prev, entry.next
+        assert prev is not None and nxt is not None
+        prev.next, nxt.prev = nxt, prev
+        entry.prev = entry.next = None
+
+    def _move_to_end(self, entry: _Entry) -> None:
+        if entry.next is not self._root:
+            self._detach(entry)
+            self._link_last(entry)
+
+    def _walk(self) -> Iterator[_Entry]:
+        # Entries from least to most recently used.
+        root = self._root
+        entry = root.next
+        while entry is not root:
+            assert entry is not None
+            yield entry
+            entry = entry.next
+
+    def _walk_back(self) -> Iterator[_Entry]:
+        # Entries from most to least recently used.
+        root = self._root
+        entry = root.prev
+        while entry is not root:
+            assert entry is not None
+            yield entry
+            entry = entry.prev
+
     def _lifetime(self, ttl: object) -> float:
         # The lifetime a set/touch asks for: the default when ttl is None.
         if ttl is None:
@@ -219,7 +296,7 @@ class LRUCache(Generic[K, V]):
             item = [deadline, next(self._seq), entry]
             entry.heap_item = item
             heapq.heappush(self._heap, item)
-            if len(self._heap) > 2 * len(self._order) + _HEAP_SLACK:
+            if len(self._heap) > 2 * len(self._map) + _HEAP_SLACK:
                 self._sweep_heap()
 
     def _sweep_heap(self) -> None:
@@ -228,27 +305,40 @@ class LRUCache(Generic[K, V]):
         heapq.heapify(self._heap)
 
     def _unlink(self, entry: _Entry) -> None:
-        # Remove entry from the index first: that is the one step that may raise.
-        del self._order[entry.key]
+        # Remove entry from the index first: that is the one step that may raise,
+        # and a plain dict deletion that raises has changed nothing.
+        index = self._map
+        found = index.pop(entry.ikey)  # type: ignore[arg-type]
+        if found is not entry:  # a key whose __eq__ changed its mind matched another entry
+            index[found.ikey] = found  # type: ignore[index]
+            raise RuntimeError("a key compared equal to another key it had differed from")
+        self._detach(entry)
         self._currsize -= entry.size
         _retire(entry)
 
-    def _expire_into(self, now: float, removed: list[tuple[Any, Any, str]]) -> None:
-        # Move every entry expired at `now` into `removed`, earliest deadline first.
+    def _expire_into(self, now: float, removed: list[tuple[Any, Any, str]], keep: _Entry | None = None) -> None:
+        # Move every entry expired at `now` but `keep` into `removed`, earliest deadline first.
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            item = heap[0]
-            entry = item[2]
-            if entry.heap_item is not item:
-                heapq.heappop(heap)
-            elif entry.deadline == item[0]:  # an exact key, so the entry is expired
-                self._unlink(entry)
-                heapq.heappop(heap)
-                removed.append((entry.key, entry.value, "expire"))
-            else:  # the deadline moved later: re-file it, expired or not, to keep the order
-                refiled = [entry.deadline, next(self._seq), entry]
-                entry.heap_item = refiled
-                heapq.heapreplace(heap, refiled)
+        aside = None
+        try:
+            while heap and heap[0][0] <= now:
+                item = heap[0]
+                entry = item[2]
+                if entry.heap_item is not item:
+                    heapq.heappop(heap)
+                elif entry is keep:
+                    aside = heapq.heappop(heap)
+                elif entry.deadline == item[0]:  # an exact key, so the entry is expired
+                    self._unlink(entry)
+                    heapq.heappop(heap)
+                    removed.append((entry.key, entry.value, "expire"))
+                else:  # the deadline moved later: re-file it, expired or not, to keep the order
+                    refiled = [entry.deadline, next(self._seq), entry]
+                    entry.heap_item = refiled
+                    heapq.heapreplace(heap, refiled)
+        finally:
+            if aside is not None:
+                heapq.heappush(heap, aside)
 
     def _count_expired(self, now: float) -> int:
         # Entries expired at `now`: a walk over the heap items keyed <= now.
@@ -270,7 +360,7 @@ class LRUCache(Generic[K, V]):
 
     def _live(self, key: Any, now: float) -> _Entry | None:
         # The live entry under key, or None.
-        entry = self._order.get(key)
+        entry = self._map.get(_Key(key))
         if entry is None or entry.deadline <= now:
             return None
         return entry
@@ -284,7 +374,7 @@ class LRUCache(Generic[K, V]):
         because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
         entries removed to make room; ``"evict"``: live LRU entries pushed out.
         """
-        hash(key)
+        ikey = _Key(key)  # hashes the key, and only here
         lifetime = self._lifetime(ttl)
         if size is None:
             size = self._getsizeof(value) if self._getsizeof is not None else 1
@@ -294,7 +384,7 @@ class LRUCache(Generic[K, V]):
         with self._lock:
             self._enter()
             try:
-                old = self._order.get(key)
+                old = self._map.get(ikey)
                 maxsize = self._maxsize
                 deadline = now + lifetime
                 # deadline <= now: ttl <= 0, or so small that now + ttl == now.
@@ -304,33 +394,42 @@ class LRUCache(Generic[K, V]):
                         removed.append((old.key, old.value, _replaced(old, now)))
                     return removed or _NO_REMOVALS
                 if old is not None:
-                    self._order.move_to_end(key)
                     removed.append((old.key, old.value, _replaced(old, now)))
+                # Room first: if removing an entry fails (a key's __eq__ raising),
+                # the new value is not in and the cache is within its bound.
+                if maxsize is not None and self._currsize + size - (0 if old is None else old.size) > maxsize:
+                    self._make_room(old, size, now, removed)
+                if old is not None:
                     self._currsize += size - old.size
                     old.value = value
                     old.size = size
+                    self._move_to_end(old)
                     self._file_deadline(old, deadline)
-                    entry = old
                 else:
-                    entry = _Entry(key, value, deadline, size)
-                    self._order[key] = entry
+                    entry = _Entry(key, value, deadline, size, ikey)
+                    if self._map.setdefault(ikey, entry) is not entry:
+                        raise RuntimeError("the key compared unequal to every key, then equal to one")
+                    self._link_last(entry)
                     self._currsize += size
                     self._file_deadline(entry, deadline)
-                if maxsize is not None and self._currsize > maxsize:
-                    self._make_room(entry, now, removed)
                 return removed or _NO_REMOVALS
             finally:
                 self._busy = False
 
-    def _make_room(self, keep: _Entry, now: float, removed: list[tuple[Any, Any, str]]) -> None:
-        # Bring currsize within maxsize: expired entries first, then least recently used.
-        self._expire_into(now, removed)
+    def _make_room(self, keep: _Entry | None, size: int, now: float, removed: list[tuple[Any, Any, str]]) -> None:
+        # Make room for `size` in place of `keep` (None: a new entry): expired
+        # entries first, then the least recently used; `keep` stays.
+        self._expire_into(now, removed, keep)
         maxsize = self._maxsize
         assert maxsize is not None
-        while self._currsize > maxsize:
-            lru = next(iter(self._order.values()))
-            if lru is keep:  # pragma: no cover - keep.size <= maxsize makes this unreachable
-                break
+        room = maxsize - size + (0 if keep is None else keep.size)
+        root = self._root
+        while self._currsize > room:
+            lru = root.next
+            if lru is keep:
+                assert keep is not None
+                lru = keep.next
+            assert lru is not None and lru is not root  # size <= maxsize: keep alone fits
             self._unlink(lru)
             removed.append((lru.key, lru.value, "evict"))
 
@@ -340,7 +439,7 @@ class LRUCache(Generic[K, V]):
         with self._lock:
             self._enter()
             try:
-                entry = self._order.get(key)
+                entry = self._map.get(_Key(key))
                 if entry is None or entry.deadline > now:
                     return default
                 self._unlink(entry)
@@ -363,7 +462,7 @@ class LRUCache(Generic[K, V]):
         """Live entries as (key, value, remaining seconds), most recently used first."""
         now = self.now()
         with self._lock:
-            return [(e.key, e.value, e.deadline - now) for e in reversed(self._order.values()) if e.deadline > now]
+            return [(e.key, e.value, e.deadline - now) for e in self._walk_back() if e.deadline > now]
 
     def expire(self) -> list[tuple[K, V]]:
         """Remove every expired entry; return them as (key, value), earliest deadline first."""
@@ -395,7 +494,7 @@ class LRUCache(Generic[K, V]):
                 entry = self._live(key, now)
                 if entry is None:
                     return default
-                self._order.move_to_end(key)
+                self._move_to_end(entry)
                 return entry.value
             finally:
                 self._busy = False
@@ -436,7 +535,7 @@ class LRUCache(Generic[K, V]):
                 entry = self._live(key, now)
                 if entry is None:
                     return False
-                self._order.move_to_end(key)
+                self._move_to_end(entry)
                 self._file_deadline(entry, now + lifetime if lifetime > 0 else now)
                 return True
             finally:
@@ -465,21 +564,29 @@ class LRUCache(Generic[K, V]):
     def __len__(self) -> int:
         now = self.now()
         with self._lock:
-            return len(self._order) - self._count_expired(now)
+            return len(self._map) - self._count_expired(now)
 
     def clear(self) -> None:
         """Remove every entry and give the memory back."""
         with self._lock:
             self._enter()
             try:
-                order, self._order = self._order, OrderedDict()
+                entries, self._map = self._map, {}
+                root, self._root = self._root, self._new_root()
                 heap, self._heap = self._heap, []
                 self._currsize = 0
-                for item in heap:
+                for item in heap:  # no cycles left: entries go as soon as `entries` does
                     item[2] = _DEAD
+                entry = root.next
+                while entry is not root:
+                    assert entry is not None
+                    following = entry.next
+                    entry.prev = entry.next = None
+                    entry = following
+                root.prev = root.next = None
             finally:
                 self._busy = False
-        del order, heap  # values are released here, with the cache already empty
+        del entries, root, heap, entry  # values are released here, with the cache already empty
 
     def keys(self) -> list[K]:
         """Live keys, most recently used first."""
@@ -503,8 +610,9 @@ class LRUCache(Generic[K, V]):
         with self._lock:
             total = 0
             filed = 0
-            for key, entry in self._order.items():
-                assert entry.key is key, "index key differs from entry key"
+            index = self._map
+            for ikey, entry in index.items():
+                assert entry.ikey is ikey and ikey.key is entry.key, "index key differs from entry key"
                 assert entry.size >= 0, "negative size"
                 total += entry.size
                 if entry.deadline == _INF:
@@ -515,9 +623,17 @@ class LRUCache(Generic[K, V]):
                     assert item[0] <= entry.deadline, "heap key later than the deadline"
                     filed += 1
             assert total == self._currsize, "currsize differs from the sum of sizes"
-            # An OrderedDict whose __setitem__ failed halfway can hold a key in its
-            # dict part that its linked list lacks (a key's __eq__ raising twice).
-            assert sum(1 for _ in self._order) == len(self._order), "recency list and key index disagree"
+            # The recency list: linked both ways, no cycle, exactly the indexed entries.
+            root = self._root
+            listed: set[int] = set()
+            prev, entry = root, root.next
+            while entry is not root:
+                assert entry is not None and entry.prev is prev, "recency list links broken"
+                listed.add(id(entry))
+                assert len(listed) <= len(index), "recency list longer than the index, or a cycle"
+                prev, entry = entry, entry.next
+            assert root.prev is prev, "recency list links broken"
+            assert listed == {id(e) for e in index.values()}, "recency list and key index disagree"
             heap = self._heap
             current = sum(1 for item in heap if item[2].heap_item is item)
             assert current == filed, "heap items and entries disagree"
