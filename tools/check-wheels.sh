@@ -106,7 +106,9 @@ run_suite() {
 }
 
 # ---------------------------------------------------------------------------------------------
-section "tools ($("$PYTHON" --version 2>&1))"
+PY_DESCRIPTION=$("$PYTHON" -c 'import sys, sysconfig; print(sys.executable, sys.version.split()[0], "free-threaded" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")') \
+    || fail "cannot run '$PYTHON'"
+section "tools (python: $PY_DESCRIPTION)"
 echo "source: $ROOT"
 echo "work:   $WORK"
 [[ -f "$ROOT/src/memorystore/_lru.pyx" ]] || fail "src/memorystore/_lru.pyx is missing: nothing to compile"
