@@ -11,6 +11,7 @@
 #      suite in another fresh venv with MEMORYSTORE_NO_EXTENSIONS=1, COMPILED False
 #   5. `pip install <sdist>` in a clean venv compiles the extension: COMPILED True
 #   6. `cibuildwheel --print-build-identifiers --platform linux` lists the expected builds
+#      (checked first, right after installing the tools: it takes a second)
 #
 # Environment:
 #   CHECK_WHEELS_PYTEST_ARGS  extra pytest arguments, e.g. '-x -m "not slow"' (shell-quoted)
@@ -24,13 +25,14 @@ PYTHON=${1:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONSTRAINT="$ROOT/requirements/cython.txt"
 CIBUILDWHEEL_VERSION=4.3.5
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/memorystore-check-wheels.XXXXXX")
-SRC="$WORK/src"
-DIST="$WORK/dist"
 SECTION="setup"
 START=$SECONDS
 
 eval "PYTEST_EXTRA=(${CHECK_WHEELS_PYTEST_ARGS:-})"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/memorystore-check-wheels.XXXXXX")
+SRC="$WORK/src"
+DIST="$WORK/dist"
 
 # The checks decide these themselves; never inherit them from the caller.
 unset MEMORYSTORE_NO_EXTENSIONS MEMORYSTORE_CYTHON_TRACING MEMORYSTORE_CYTHON_ANNOTATE \
