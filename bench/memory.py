@@ -380,8 +380,11 @@ def _installed(subject: Subject) -> bool:
     return True
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
+def _pct(value: float | None, measured: dict[str, Any] | None = None) -> str:
+    """A share as a percentage; n/a when not applicable or when nothing was seen growing (untraced allocator)."""
+    if value is None or (measured is not None and measured.get("bytes_per_entry", 0) < 1):
+        return "n/a"
+    return f"{100 * value:.0f}%"
 
 
 def run(n: int, only: set[str] | None, soak_size: int, soak: bool, log: Any = sys.stderr) -> dict[str, Any]:
@@ -423,8 +426,8 @@ def format_results(results: dict[str, Any]) -> str:
             lines.append(f"{name:22} error: {r.get('error') or t.get('error')}")
             continue
         lines.append(
-            f"{name:22} {r['bytes_per_entry']:11.1f} {t['bytes_per_entry']:14.1f} {_pct(r['given_back_after_clear']):>15} {_pct(t['given_back_after_clear']):>18}"
-            f" {_pct(r.get('given_back_after_prune')):>15} {_pct(t.get('given_back_after_prune')):>18}"
+            f"{name:22} {r['bytes_per_entry']:11.1f} {t['bytes_per_entry']:14.1f} {_pct(r['given_back_after_clear'], r):>15} {_pct(t['given_back_after_clear'], t):>18}"
+            f" {_pct(r.get('given_back_after_prune'), r):>15} {_pct(t.get('given_back_after_prune'), t):>18}"
         )
     if results["soak"]:
         lines += ["", "churn soak: bounded store, 10x its size in new sessions, expiring; memory above baseline per lap (MB)", ""]

@@ -134,8 +134,10 @@ def section_memory(memory: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
 
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.0f}%"
+    def pct(value: float | None, measured: dict[str, Any]) -> str:
+        if value is None or measured.get("bytes_per_entry", 0) < 1:  # n/a, or an allocator tracemalloc cannot see
+            return "n/a"
+        return f"{100 * value:.0f}%"
 
     for name, row in memory["entries"].items():
         r, t = row.get("rss", {}), row.get("trace", {})
@@ -143,8 +145,8 @@ def section_memory(memory: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | error | | | | | |")
             continue
         lines.append(
-            f"| {name} | {r['bytes_per_entry']:.0f} | {t['bytes_per_entry']:.0f} | {pct(r['given_back_after_clear'])} | "
-            f"{pct(t['given_back_after_clear'])} | {pct(r.get('given_back_after_prune'))} | {pct(t.get('given_back_after_prune'))} |"
+            f"| {name} | {r['bytes_per_entry']:.0f} | {t['bytes_per_entry']:.0f} | {pct(r['given_back_after_clear'], r)} | "
+            f"{pct(t['given_back_after_clear'], t)} | {pct(r.get('given_back_after_prune'), r)} | {pct(t.get('given_back_after_prune'), t)} |"
         )
     if memory.get("soak"):
         lines += ["", "Churn soak (bounded store, 10x its size in new sessions, expiring): MB above baseline after each lap.", ""]
