@@ -727,7 +727,8 @@ def test_near_cache_sees_writes_by_other_clients_at_once(
         # listener just after the reply reached us: wait for it, boundedly.
         raw.execute_command("FLUSHDB")
         wait_until(lambda: store.get("f") is None)
-        assert len(store.near_cache) == 0
+        # a read may bypass the near cache (listener busy) before the listener empties it
+        wait_until(lambda: len(store.near_cache) == 0)
 
 
 def test_near_cache_copy_never_outlives_the_redis_key(make_store: Callable[..., RedisStore], client: SpyRedis) -> None:
@@ -754,6 +755,7 @@ def test_fill_is_dropped_when_an_invalidation_arrives_meanwhile(make_store: Call
     near = MemoryStore(ttl=60)
     store = make_store(near_cache=near)
     store.set("s", "old")
+    settle(store)  # this write's own invalidation must not be mistaken for the racing one
     real_pipeline = store.client.pipeline
 
     class RacingPipeline:
