@@ -92,6 +92,7 @@ __all__ = ["LRUCache", "CYTHON_VERSION"]
 
 cdef double INF = float("inf")
 cdef object MISSING = object()
+cdef object REFUSED = object()      # _put's answer when only_if_absent found a live entry
 cdef tuple NO_REMOVALS = ()
 cdef str SET = "set"
 cdef str EXPIRE = "expire"
@@ -799,17 +800,21 @@ cdef class LRUCache:
 
     # -- store-facing API ---------------------------------------------------
 
-    cpdef object put(self, object key, object value, object ttl=None, object size=None):
+    def put(self, key, value, ttl=None, size=None, only_if_absent=False):
         """Store ``value`` under ``key``; return what left the cache as (key, value, reason) triples.
 
         reason ``"set"``: the previous value under key (replaced, or removed
         because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
         entries removed to make room; ``"evict"``: live LRU entries pushed out.
+        With ``only_if_absent``, nothing changes and ``None`` is returned when a
+        live entry is held under ``key`` (an atomic create-if-absent).
         """
-        cdef list removed = self._put(key, value, ttl, size, True)
+        removed = self._put(key, value, ttl, size, True, only_if_absent)
+        if removed is REFUSED:
+            return None
         return removed if removed else NO_REMOVALS
 
-    cdef list _put(self, object key, object value, object ttl, object size, bint collect):
+    cdef object _put(self, object key, object value, object ttl, object size, bint collect, bint only_if_absent):
         # put(); without collect, what leaves is released as _drop says and None or a list of it returned.
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
@@ -826,6 +831,8 @@ cdef class LRUCache:
         with cython.critical_section(self):
             s = self._find(key, h)
             now = self._clock(now)
+            if only_if_absent and s >= 0 and self.slots[s].deadline > now:
+                return REFUSED
             # now + lifetime <= now: ttl <= 0, or so small that adding it changes nothing
             if now + lifetime <= now or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
                 if s >= 0:
@@ -925,10 +932,10 @@ cdef class LRUCache:
 
     def set(self, key, value, ttl=None):
         """Store with a per-entry ttl (None: the default; math.inf: never; <= 0: remove)."""
-        self._put(key, value, ttl, None, False)
+        self._put(key, value, ttl, None, False, False)
 
     def __setitem__(self, key, value):
-        self._put(key, value, None, None, False)
+        self._put(key, value, None, None, False, False)
 
     cpdef object get(self, object key, object default=None):
         """The live value (now most recently used), else ``default``."""

@@ -33,8 +33,10 @@ import heapq
 import itertools
 import math
 import numbers
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from datetime import timedelta
 from types import GenericAlias
@@ -152,6 +154,21 @@ def _retire(entry: _Entry) -> None:
         entry.heap_item = None
 
 
+# Every cache, so that a forked child can give each a fresh lock (another
+# thread may have held one at the fork, and that thread does not exist there).
+_CACHES: weakref.WeakSet[LRUCache[Any, Any]] = weakref.WeakSet()
+
+
+def _reinit_locks_in_child() -> None:
+    for cache in list(_CACHES):
+        cache._lock = threading.RLock()
+        cache._busy = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_locks_in_child)
+
+
 class LRUCache(Generic[K, V]):
     """A bounded, TTL-aware LRU mapping; expired entries are invisible.
 
@@ -199,6 +216,7 @@ class LRUCache(Generic[K, V]):
         self._seq = itertools.count()
         self._currsize = 0
         self._lock = threading.RLock()
+        _CACHES.add(self)
         self._busy = False
 
     # -- properties ---------------------------------------------------------
@@ -367,12 +385,21 @@ class LRUCache(Generic[K, V]):
 
     # -- store-facing API -----------------------------------------------------
 
-    def put(self, key: K, value: V, ttl: float | timedelta | None = None, size: int | None = None) -> Any:
+    def put(
+        self,
+        key: K,
+        value: V,
+        ttl: float | timedelta | None = None,
+        size: int | None = None,
+        only_if_absent: bool = False,
+    ) -> Any:
         """Store ``value`` under ``key``; return what left the cache as (key, value, reason) triples.
 
         reason ``"set"``: the previous value under key (replaced, or removed
         because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
         entries removed to make room; ``"evict"``: live LRU entries pushed out.
+        With ``only_if_absent``, nothing changes and ``None`` is returned when a
+        live entry is held under ``key`` (an atomic create-if-absent).
         """
         ikey = _Key(key)  # hashes the key, and only here
         lifetime = self._lifetime(ttl)
@@ -385,6 +412,8 @@ class LRUCache(Generic[K, V]):
             self._enter()
             try:
                 old = self._map.get(ikey)
+                if only_if_absent and old is not None and old.deadline > now:
+                    return None
                 maxsize = self._maxsize
                 deadline = now + lifetime
                 # deadline <= now: ttl <= 0, or so small that now + ttl == now.

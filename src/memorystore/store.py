@@ -380,8 +380,7 @@ class MemoryStore:
             seconds = self._ttl_for(sid, session, ttl)
         value = session if self._dumps is None else self._dumps(session)
         size = None if self._length is None else self._measure(value, sid)
-        with self._lock:
-            removed = self._core_put(sid, value, seconds, size)
+        removed = self._core_put(sid, value, seconds, size)  # one atomic core operation: no store lock
         if removed and self._dispose is not None:
             self._notify(removed)
 
@@ -390,10 +389,9 @@ class MemoryStore:
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
             _bad_sid(sid)
         value, seconds, size = self._prepare(sid, session, ttl)
-        with self._lock:
-            if self._core_contains(sid):
-                return False
-            removed = self._core_put(sid, value, seconds, size)
+        removed = self._core_put(sid, value, seconds, size, True)  # atomic create-if-absent in the core
+        if removed is None:
+            return False
         if removed and self._dispose is not None:
             self._notify(removed)
         return True
