@@ -6,8 +6,9 @@ reason, ``stale`` reads, a background prune thread, snapshots, and one lock.
 
 Order of work in every mutating call: validate the arguments, compute the
 ttl, serialize and measure the value (all user code, run with no lock held),
-then take the lock for the core operations only, release it, and finally
-call ``dispose`` for whatever left the store.  So a failing serializer or ttl
+then run the core operation(s) -- one atomic core call needs no store lock,
+several take the lock around the core calls only -- and finally call
+``dispose`` for whatever left the store.  So a failing serializer or ttl
 callable leaves the store untouched, and ``dispose`` may call the store.
 
 Snapshots (``dump``/``load``/``save``/``restore``) carry stored values, i.e.
@@ -176,11 +177,11 @@ class MemoryStore:
     ``timer``: monotonic clock for the core (tests).
 
     Locking: the core makes every single operation atomic, so the
-    per-request reads that are one core call (``get``, ``touch``, ``in``)
-    take no store lock; an expired entry is handed to exactly one caller, so
-    it is disposed once.  Writes and multi-step operations (``set``, ``add``,
-    ``destroy``, ``clear``, ``prune``, ``load``, ``all``/``ids``/``dump``,
-    interval control) hold the store's ``RLock`` around their core calls
+    per-request calls that are one core call (``get``, ``set``, ``add`` --
+    the core's create-if-absent --, ``touch``, ``in``) take no store lock; an
+    expired entry is handed to exactly one caller, so it is disposed once.
+    Multi-step operations (``destroy``, ``clear``, ``prune``, ``load``,
+    ``all``/``ids``/``dump``, interval control) hold the store's ``RLock`` around their core calls
     only; user code (ttl callable, serializer, ``length``, ``dispose``) never
     runs under it.  Around ``os.fork()`` every store lock is held, and the
     child gets fresh locks and restarts its prune thread.
