@@ -722,6 +722,12 @@ cdef class LRUCache:
         # Take the entry in slot s out of every structure; hand back (key, value, reason).
         cdef object key = self.slot_keys[s]
         cdef object value = self.slot_values[s]
+        self._free_slot(s)
+        return (key, value, reason)
+
+    cdef int _free_slot(self, int32_t s) except -1:
+        # Take the entry in slot s out of every structure and free the slot; its
+        # key and value references are dropped (callers hold them first).
         self._table_remove(s)
         self._unlink(s)
         self._unfile(s)
@@ -729,9 +735,9 @@ cdef class LRUCache:
         self.count -= 1
         self.slots[s].next = self.free_head
         self.free_head = s
-        self.slot_keys[s] = None     # key and value stay alive in the returned tuple
+        self.slot_keys[s] = None
         self.slot_values[s] = None
-        return (key, value, reason)
+        return 0
 
     cdef list _drop(self, int32_t s, str reason, list removed, bint collect):
         # Remove slot s.  collect: append (key, value, reason) to removed.  Else
@@ -750,11 +756,12 @@ cdef class LRUCache:
                 removed = []
             removed.append(key)
             removed.append(value)
-        self._remove_slot(s, reason)
+        self._free_slot(s)      # key and value: parked in removed, or safe to release
         return removed
 
-    cdef int _expire_into(self, double now, list removed) except -1:
-        # Move every entry expired at now into removed, earliest deadline first.
+    cdef int _expire_into(self, double now, list removed, bint pairs=False) except -1:
+        # Move every entry expired at now into removed, earliest deadline first,
+        # as (key, value, "expire") triples, or (key, value) pairs.
         cdef int32_t s
         cdef double lane_deadline, heap_first
         while True:
@@ -763,16 +770,21 @@ cdef class LRUCache:
             if lane_deadline <= heap_first:
                 if lane_deadline > now:
                     return 0
-                removed.append(self._remove_slot(self.lane_head, EXPIRE))
+                s = self.lane_head
             elif heap_first > now:
                 return 0
-            else:
+            elif self.slots[self.heap_slot[0]].deadline == heap_first:     # an exact key: expired
                 s = self.heap_slot[0]
-                if self.slots[s].deadline == heap_first:    # an exact key: expired
-                    removed.append(self._remove_slot(s, EXPIRE))
-                else:       # the deadline moved later: re-file it first, to keep the order
-                    self.heap_key[0] = self.slots[s].deadline
-                    self._sift_down(0)
+            else:       # the deadline moved later: re-file it first, to keep the order
+                s = self.heap_slot[0]
+                self.heap_key[0] = self.slots[s].deadline
+                self._sift_down(0)
+                continue
+            if pairs:
+                removed.append((self.slot_keys[s], self.slot_values[s]))
+                self._free_slot(s)
+            else:
+                removed.append(self._remove_slot(s, EXPIRE))
 
     cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, Py_ssize_t extra):
         # Bring currsize + extra within maxsize: expired entries first, then least
@@ -923,10 +935,10 @@ cdef class LRUCache:
                 self._wait_not_busy()
             if self.heap_len or self.lane_head >= 0:
                 now = self._clock(now)
-                self._expire_into(now, removed)
+                self._expire_into(now, removed, True)
                 if removed:
                     self._maybe_shrink()
-        return [(entry[0], entry[1]) for entry in removed]
+        return removed
 
     # -- mapping protocol ---------------------------------------------------
 
@@ -990,23 +1002,31 @@ cdef class LRUCache:
 
     def pop(self, key, default=MISSING):
         """Remove a live entry and return its value; ``default`` or KeyError if there is none."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
-        cdef double now = self._user_time()
-        cdef Py_ssize_t s
-        cdef tuple entry = None
-        with cython.critical_section(self):
-            s = self._find(key, h)
-            if self._is_live(s, now):
-                entry = self._remove_slot(<int32_t>s, SET)
-                self._maybe_shrink()
-        if entry is None:
+        value = self._pop(key)
+        if value is MISSING:
             if default is MISSING:
                 raise KeyError(key)
             return default
-        return entry[1]
+        return value
 
     def __delitem__(self, key):
-        self.pop(key)
+        if self._pop(key) is MISSING:
+            raise KeyError(key)
+
+    cdef object _pop(self, object key):
+        # Remove the live entry under key and return its value; MISSING if there is none.
+        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef double now = self._user_time()
+        cdef Py_ssize_t s
+        cdef object stored_key = None, value = MISSING
+        with cython.critical_section(self):
+            s = self._find(key, h)
+            if self._is_live(s, now):
+                stored_key = self.slot_keys[s]      # both released when this returns
+                value = self.slot_values[s]
+                self._free_slot(<int32_t>s)
+                self._maybe_shrink()
+        return value
 
     def __len__(self):
         cdef double now = self._user_time()
