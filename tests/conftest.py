@@ -64,3 +64,19 @@ def store_cls(lru_impl: ModuleType) -> type:
     from memorystore.store import MemoryStore
 
     return type(f"MemoryStore_{lru_impl.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": lru_impl.LRUCache})
+
+
+@pytest.fixture
+def make(store_cls: type, fake_timer: FakeTimer):  # type: ignore[no-untyped-def]
+    """Build stores on the core under test with the fake clock; close them afterwards."""
+    made = []
+
+    def factory(**options):  # type: ignore[no-untyped-def]
+        options.setdefault("timer", fake_timer)
+        store = store_cls(**options)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.close()

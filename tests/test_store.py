@@ -19,35 +19,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from helpers import wait_until
 
 from memorystore import _log
 from memorystore.store import DEFAULT_TTL, MAX_SID_LENGTH
-
-
-def wait_until(predicate, timeout=5.0):
-    """Poll a condition (for the prune thread); True when it held within the timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
-
-
-@pytest.fixture
-def make(store_cls, fake_timer):
-    """Build a store on the core under test with the fake clock; closes them afterwards."""
-    made = []
-
-    def factory(**options):
-        options.setdefault("timer", fake_timer)
-        store = store_cls(**options)
-        made.append(store)
-        return store
-
-    yield factory
-    for store in made:
-        store.close()
 
 
 class Recorder:
@@ -839,7 +814,6 @@ def test_all_ids_length_contains_keep_recency_and_skip_expired(make, fake_timer)
     assert store.ids() == ["a", "c"]
     assert store.length() == len(store) == 2
     assert "c" in store and "b" not in store
-
 
 
 def test_reads_do_not_change_eviction_order(make):

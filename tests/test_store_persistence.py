@@ -24,21 +24,6 @@ class Recorder:
 
 
 @pytest.fixture
-def make(store_cls, fake_timer):
-    made = []
-
-    def factory(**options):
-        options.setdefault("timer", fake_timer)
-        store = store_cls(**options)
-        made.append(store)
-        return store
-
-    yield factory
-    for store in made:
-        store.close()
-
-
-@pytest.fixture
 def wall(monkeypatch):
     """A controllable wall clock for save/restore (time.time as seen by the store module)."""
 

@@ -11,35 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
+from helpers import wait_until
 
 from memorystore.store import DEFAULT_TTL
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
-
-
-@pytest.fixture
-def make(store_cls, fake_timer):
-    made = []
-
-    def factory(**options):
-        options.setdefault("timer", fake_timer)
-        store = store_cls(**options)
-        made.append(store)
-        return store
-
-    yield factory  # afterEach: stopInterval()
-    for store in made:
-        store.stop_interval()
 
 
 def expires_in_ten_minutes():

@@ -66,7 +66,7 @@ from typing import Any
 import redis
 
 from ._log import logger
-from .store import MAX_SID_LENGTH, _bad_sid, _cookie_ttl, _seconds
+from ._rules import MAX_SID_LENGTH, TtlRule, bad_sid
 
 __all__ = ["RedisStore"]
 
@@ -370,18 +370,9 @@ class RedisStore:
     ) -> None:
         if type(prefix) is not str:
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
-        self._ttl_const: float | None = None
-        self._ttl_func: Callable[[str, Any], Any] | None = None
-        if ttl is None:
-            pass
-        elif callable(ttl) and not isinstance(ttl, timedelta):
-            self._ttl_func = ttl
-        else:
-            seconds = _seconds(ttl, "ttl")
-            if seconds <= 0:
-                raise ValueError("ttl must be > 0 (math.inf: never expires)")
-            _px(seconds)  # too large -> ValueError now rather than on every write (inf is fine)
-            self._ttl_const = seconds
+        self._ttl_rule = TtlRule(ttl)
+        if self._ttl_rule.const is not None:
+            _px(self._ttl_rule.const)  # too large -> ValueError now rather than on every write (inf is fine)
         if serializer is not None and not (
             callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))
         ):
@@ -475,13 +466,7 @@ class RedisStore:
 
     def _ttl_for(self, sid: str, session: Any, ttl: Any) -> float:
         """The lifetime for this write: the call's ttl, else the option, else the cookie rule."""
-        if ttl is not None:
-            return _seconds(ttl, "ttl")
-        if self._ttl_const is not None:
-            return self._ttl_const
-        if self._ttl_func is not None:
-            return _seconds(self._ttl_func(sid, session), "ttl returned by the ttl callable")
-        return _cookie_ttl(session)
+        return self._ttl_rule.for_write(sid, session, ttl)
 
     def _decode(self, raw: Any) -> Any:
         return raw if self._loads is None else self._loads(raw)
@@ -581,7 +566,7 @@ class RedisStore:
     def get(self, sid: str) -> Any:
         """The session under ``sid`` (a fresh copy), or ``None``."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         near = self._near
         if near is None or self._closed:
             raw = self._client.get(self._key(sid))
@@ -618,7 +603,7 @@ class RedisStore:
     def __contains__(self, sid: object) -> bool:
         """Whether a live entry exists under ``sid`` (``EXISTS``)."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         return bool(self._client.exists(self._key(sid)))
 
     def all(self) -> dict[str, Any]:
@@ -654,7 +639,7 @@ class RedisStore:
         value overwritten or removed is disposed with reason ``"set"``.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         seconds = self._ttl_for(sid, session, ttl)
         value = session if self._dumps is None else self._dumps(session)
         key = self._key(sid)
@@ -684,7 +669,7 @@ class RedisStore:
         when no entry existed.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         seconds = self._ttl_for(sid, session, ttl)
         value = session if self._dumps is None else self._dumps(session)
         key = self._key(sid)
@@ -703,7 +688,7 @@ class RedisStore:
         """
         if isinstance(sids, str):  # a str subclass is a bad sid, not an iterable of characters
             if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
-                _bad_sid(sids)
+                bad_sid(sids)
             batch: list[str] = [sids]
         else:
             try:
@@ -714,7 +699,7 @@ class RedisStore:
                 ) from None
             for sid in batch:
                 if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-                    _bad_sid(sid)
+                    bad_sid(sid)
         if not batch:
             return
         removed: list[tuple[str, Any, str]] = []
@@ -744,7 +729,7 @@ class RedisStore:
         exists.  A lifetime ``<= 0`` makes Redis remove the entry (no dispose).
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         seconds = self._ttl_for(sid, session, ttl)
         key = self._key(sid)
         try:

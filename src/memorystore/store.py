@@ -26,20 +26,17 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from . import _core
 from ._log import logger
+from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, bad_sid, to_seconds
 
 __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
-#: Longest session id accepted, in characters.
-MAX_SID_LENGTH = 1024
-#: Lifetime of a session with no ttl option and no cookie max age: one day.
-DEFAULT_TTL = 86400.0
 #: Version of the ``save``/``restore`` file format.
 SNAPSHOT_VERSION = 1
 
@@ -47,62 +44,11 @@ _MISSING: Any = object()
 _INF = math.inf
 
 
-# -- argument checks ----------------------------------------------------------
-
-
-def _bad_sid(sid: object) -> None:
-    """Raise the error for a sid that failed the fast check (never echoes the sid itself)."""
-    if type(sid) is not str:
-        raise TypeError(f"sid must be a str (not a subclass), not {type(sid).__name__}")
-    raise ValueError(f"sid must be 1 to {MAX_SID_LENGTH} characters long, got {len(sid)}")
-
-
-def _seconds(value: object, what: str) -> float:
-    """A duration as float seconds: int, float or timedelta; no bool, no NaN."""
-    kind = type(value)
-    if kind is float or kind is int:
-        seconds = value
-    elif isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds or a timedelta, not {kind.__name__}")
-    else:  # int/float subclasses
-        seconds = value
-    try:
-        seconds = float(seconds)  # type: ignore[arg-type]
-    except OverflowError:
-        raise ValueError(f"{what} is too large") from None
-    if seconds != seconds:
-        raise ValueError(f"{what} must not be NaN")
-    return seconds
-
-
-def _cookie_ttl(session: object) -> float:
-    """The ttl from a session's cookie: ``max_age`` seconds, else ``maxAge`` ms, else one day.
-
-    A max age that is missing, ``None``, not a number (a numeric string too)
-    or NaN is ignored, as in the seed.
-    """
-    if type(session) is dict or isinstance(session, Mapping):
-        cookie = session.get("cookie")
-        if type(cookie) is dict or isinstance(cookie, Mapping):
-            for name, scale in (("max_age", 1.0), ("maxAge", 0.001)):
-                raw = cookie.get(name)
-                if raw is None:
-                    continue
-                try:
-                    seconds = _seconds(raw, name)
-                except (TypeError, ValueError):
-                    continue
-                return seconds * scale
-    return DEFAULT_TTL
-
-
 def _check_period(value: object) -> float | None:
     """``None``/0 (no thread) or a positive finite number of seconds."""
     if value is None:
         return None
-    seconds = _seconds(value, "check_period")
+    seconds = to_seconds(value, "check_period")
     if seconds == 0:
         return None
     if seconds < 0 or seconds == _INF or seconds > threading.TIMEOUT_MAX:
@@ -204,17 +150,8 @@ class MemoryStore:
         timer: Callable[[], float] | None = None,
     ) -> None:
         # ttl: a constant, a callable, or None (the cookie rule).
-        self._ttl_const: float | None = None
-        self._ttl_func: Callable[[str, Any], Any] | None = None
-        if ttl is None:
-            pass
-        elif callable(ttl) and not isinstance(ttl, timedelta):
-            self._ttl_func = ttl
-        else:
-            seconds = _seconds(ttl, "ttl")
-            if seconds <= 0:
-                raise ValueError("ttl must be > 0 (math.inf: never expires)")
-            self._ttl_const = seconds
+        self._ttl_rule = TtlRule(ttl)
+        self._ttl_const = self._ttl_rule.const  # the hot path of set() reads it directly
         if max is not None:
             if isinstance(max, bool) or not isinstance(max, (int, float)):
                 raise TypeError(f"max must be an int or None, not {type(max).__name__}")
@@ -274,13 +211,7 @@ class MemoryStore:
 
     def _ttl_for(self, sid: str, session: Any, ttl: Any) -> float:
         """The lifetime for this write: the call's ttl, else the option, else the cookie rule."""
-        if ttl is not None:
-            return _seconds(ttl, "ttl")
-        if self._ttl_const is not None:
-            return self._ttl_const
-        if self._ttl_func is not None:
-            return _seconds(self._ttl_func(sid, session), "ttl returned by the ttl callable")
-        return _cookie_ttl(session)
+        return self._ttl_rule.for_write(sid, session, ttl)
 
     def _measure(self, value: Any, sid: str) -> int:
         """The length of one entry, from the ``length`` option, checked."""
@@ -322,7 +253,7 @@ class MemoryStore:
         returned this one last time.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         # One atomic core call on a hit: no store lock needed (see "Locking" in the class doc).
         value = self._core_get(sid, _MISSING)
         if value is _MISSING:
@@ -337,7 +268,7 @@ class MemoryStore:
     def __contains__(self, sid: object) -> bool:
         """Whether a live entry exists under ``sid``; recency is unchanged."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         return self._core_contains(sid)
 
     def all(self) -> dict[str, Any]:
@@ -374,7 +305,7 @@ class MemoryStore:
         An entry longer than ``max`` is not stored (an old one is removed).
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         if ttl is None and self._ttl_const is not None:
             seconds = self._ttl_const
         else:
@@ -388,7 +319,7 @@ class MemoryStore:
     def add(self, sid: str, session: Any, ttl: float | timedelta | None = None) -> bool:
         """Store ``session`` only if no live entry exists under ``sid``; return whether it did."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         value, seconds, size = self._prepare(sid, session, ttl)
         removed = self._core_put(sid, value, seconds, size, True)  # atomic create-if-absent in the core
         if removed is None:
@@ -405,7 +336,7 @@ class MemoryStore:
         """
         if isinstance(sids, str):  # one sid (a str subclass is rejected, not iterated)
             if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
-                _bad_sid(sids)
+                bad_sid(sids)
             batch: Iterable[str] = (sids,)
         else:
             try:
@@ -416,7 +347,7 @@ class MemoryStore:
                 ) from None
             for sid in batch:
                 if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-                    _bad_sid(sid)
+                    bad_sid(sid)
         removed = []
         with self._lock:
             for sid in batch:
@@ -441,7 +372,7 @@ class MemoryStore:
         no live entry.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            _bad_sid(sid)
+            bad_sid(sid)
         seconds = self._ttl_for(sid, session, ttl)
         return self._core_touch(sid, seconds)
 
@@ -578,8 +509,8 @@ class MemoryStore:
             except (TypeError, ValueError):
                 raise TypeError("load() takes (sid, stored value, remaining seconds) triples") from None
             if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-                _bad_sid(sid)
-            seconds = _INF if remaining is None else _seconds(remaining, "remaining")
+                bad_sid(sid)
+            seconds = _INF if remaining is None else to_seconds(remaining, "remaining")
             if seconds <= 0:
                 continue
             size = None if self._length is None else self._measure(value, sid)
