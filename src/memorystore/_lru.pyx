@@ -35,7 +35,8 @@ and values are collected and released after the section ends.
 """
 
 cimport cython
-from cpython.list cimport PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
@@ -78,6 +79,25 @@ cdef extern from *:
     #endif
     """
     void memorystore_yield() noexcept nogil
+
+cdef extern from *:
+    """
+    /* Whether dropping the cache's reference to o (borrowed from a slot list)
+       can run no user code: its type has no finalizer to call, or, with a GIL,
+       someone else still holds o and nothing can drop that before the
+       operation ends (free-threaded refcounts are split: never assumed). */
+    static int memorystore_releasable_now(PyObject *o) {
+        if (o == Py_None || PyUnicode_CheckExact(o) || PyBytes_CheckExact(o) || PyLong_CheckExact(o)
+                || PyFloat_CheckExact(o) || PyBool_Check(o))
+            return 1;
+    #ifdef Py_GIL_DISABLED
+        return 0;
+    #else
+        return Py_REFCNT(o) > 1;
+    #endif
+    }
+    """
+    bint releasable_now "memorystore_releasable_now"(PyObject* o) noexcept
 
 
 # The default clock: the coarse monotonic clock where there is one, else CPython's.
@@ -175,12 +195,6 @@ cdef object check_default_ttl(object ttl):
 # Scatter a 32-bit hash over the table: Fibonacci hashing keeps patterned ints apart.
 cdef inline Py_ssize_t bucket_of(uint32_t h, int shift) noexcept nogil:
     return <Py_ssize_t>(((<uint64_t>h + 1) * <uint64_t>0x9E3779B97F4A7C15) >> shift)
-
-
-# Whether dropping a reference to o can run no user code (its type has no finalizer to call).
-cdef inline bint releasable_now(object o) noexcept:
-    t = type(o)
-    return o is None or t is str or t is bytes or t is int or t is float or t is bool
 
 
 # Smallest power of two >= n (n >= 1).
@@ -743,19 +757,17 @@ cdef class LRUCache:
         # Remove slot s.  collect: append (key, value, reason) to removed.  Else
         # release key and value here when that runs no user code, and park them
         # in removed (allocated on demand) otherwise.  Returns removed.
-        cdef object key, value
         if collect:
             if removed is None:
                 removed = []
             removed.append(self._remove_slot(s, reason))
             return removed
-        key = self.slot_keys[s]
-        value = self.slot_values[s]
-        if not (releasable_now(key) and releasable_now(value)):
+        if not (releasable_now(PyList_GET_ITEM(self.slot_keys, s))
+                and releasable_now(PyList_GET_ITEM(self.slot_values, s))):
             if removed is None:
                 removed = []
-            removed.append(key)
-            removed.append(value)
+            removed.append(self.slot_keys[s])
+            removed.append(self.slot_values[s])
         self._free_slot(s)      # key and value: parked in removed, or safe to release
         return removed
 
@@ -834,7 +846,6 @@ cdef class LRUCache:
         cdef double now
         cdef Py_ssize_t s
         cdef list removed = None
-        cdef object old_value
         if size is None:
             size_c = 1 if self._getsizeof is None else check_size(self._getsizeof(value))
         else:
@@ -850,13 +861,11 @@ cdef class LRUCache:
                 if s >= 0:
                     removed = self._drop(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE, removed, collect)
             elif s >= 0:
-                old_value = self.slot_values[s]
                 if collect:
-                    removed = [(self.slot_keys[s], old_value, SET if self.slots[s].deadline > now else EXPIRE)]
-                elif not releasable_now(old_value):
-                    removed = [old_value]
-                self.slot_values[s] = value
-                old_value = None                 # still alive in removed if its release could run code
+                    removed = [(self.slot_keys[s], self.slot_values[s], SET if self.slots[s].deadline > now else EXPIRE)]
+                elif not releasable_now(PyList_GET_ITEM(self.slot_values, s)):
+                    removed = [self.slot_values[s]]
+                self.slot_values[s] = value      # the old value: in removed, or safe to release
                 if size_c != 1 and self.sizes == NULL:
                     self._use_sizes()
                 if self.sizes != NULL:
