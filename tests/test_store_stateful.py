@@ -5,7 +5,9 @@ A hypothesis ``RuleBasedStateMachine`` drives one store and a plain model:
 recency order (least- to most-recently used), the ``max`` bound and a fake
 clock.  Rules: set / add / get / touch / destroy / clear / prune / advance
 time / set with a failing serializer (store unchanged) / set with ttl <= 0,
-all with a recording ``dispose``.  After every step the store's non-mutating
+all with a recording ``dispose``; the store's options (``max``, a ``length``
+bound, the ttl option or the cookie max-age rule, ``stale``,
+``no_dispose_on_set``) are drawn per run.  After every step the store's non-mutating
 reads (``ids()`` order, ``all()``, ``len``, ``in``) must agree with the
 model, the dispose log must be exactly what the model predicts, and
 ``store.check_invariants()`` must pass.
@@ -37,6 +39,9 @@ WEIGHTS = st.integers(min_value=0, max_value=3)
 CALL_TTLS = st.sampled_from([None, None, 0.25, 0.5, 1.0, 2.5, 10.0, math.inf, timedelta(seconds=0.75)])
 NONPOSITIVE_TTLS = st.sampled_from([0, 0.0, -1, -0.25, timedelta(0), timedelta(seconds=-3)])
 STEPS = st.sampled_from([0.0, 0.25, 0.25, 0.5, 0.5, 1.0, 2.5])
+# A session's own cookie max age (seconds; None = no cookie): used when the store has no ttl option.
+MAX_AGES = st.sampled_from([None, None, 0, 0.5, 1.0, 2.5])
+DEFAULT_TTL = 86400.0
 
 
 class Clock:
@@ -96,9 +101,10 @@ class StoreMachine(RuleBasedStateMachine):
         self.serial = count()
         self.store: Any = None
         self.max: int | None = None
-        self.ttl: float = 1.0
+        self.ttl: float | None = 1.0
         self.weighted = False
         self.stale = False
+        self.dispose_on_set = True
         self.disposed: list[tuple[str, int, str]] = []
         self.expected: list[tuple[str, int, str]] = []
 
@@ -112,9 +118,12 @@ class StoreMachine(RuleBasedStateMachine):
         held = self.model.get(sid)
         return held if held is not None and held.deadline > self.now else None
 
-    def session(self, sid: str, weight: int) -> dict[str, Any]:
+    def session(self, sid: str, weight: int, max_age: float | None = None) -> dict[str, Any]:
         # Each session names its own sid and a unique serial.
-        return {"sid": sid, "n": next(self.serial), "w": weight}
+        session: dict[str, Any] = {"sid": sid, "n": next(self.serial), "w": weight}
+        if max_age is not None:
+            session["cookie"] = {"max_age": max_age}
+        return session
 
     def size(self, session: dict[str, Any]) -> int:
         return session["w"] if self.weighted else 1
@@ -127,6 +136,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.disposed.append((sid, session["n"], reason))
 
     def expect(self, sid: str, held: Held, reason: str) -> None:
+        if reason == "set" and not self.dispose_on_set:
+            return
         self.expected.append((sid, held.session["n"], reason))
 
     def model_put(self, sid: str, session: dict[str, Any], lifetime: float) -> None:
@@ -149,20 +160,31 @@ class StoreMachine(RuleBasedStateMachine):
                 assert other != sid
                 self.expect(other, held, "evict")
 
-    def lifetime(self, ttl: Any) -> float:
-        return self.ttl if ttl is None else seconds(ttl)
+    def lifetime(self, ttl: Any, session: dict[str, Any] | None = None) -> float:
+        """The ttl rules: the call's ttl, else the option, else the session's cookie max age, else one day."""
+        if ttl is not None:
+            return seconds(ttl)
+        if self.ttl is not None:
+            return self.ttl
+        if session is not None and "cookie" in session:
+            return float(session["cookie"]["max_age"])
+        return DEFAULT_TTL
 
     # -- rules ----------------------------------------------------------------------
 
     @initialize(
         max=st.sampled_from([None, 1, 2, 3, 5]),
-        ttl=st.sampled_from([0.5, 1.0, 2.5, 5.0, timedelta(seconds=1.25)]),
+        ttl=st.sampled_from([0.5, 1.0, 2.5, 5.0, timedelta(seconds=1.25), None]),
         weighted=st.booleans(),
         stale=st.booleans(),
+        no_dispose_on_set=st.booleans(),
     )
-    def create(self, max: int | None, ttl: Any, weighted: bool, stale: bool) -> None:  # noqa: A002
+    def create(
+        self, max: int | None, ttl: Any, weighted: bool, stale: bool, no_dispose_on_set: bool  # noqa: A002
+    ) -> None:
+        self.dispose_on_set = not no_dispose_on_set
         self.max = max
-        self.ttl = seconds(ttl)
+        self.ttl = None if ttl is None else seconds(ttl)
         self.weighted = weighted
         self.stale = stale
         self.store = self.store_cls(
@@ -171,14 +193,15 @@ class StoreMachine(RuleBasedStateMachine):
             length=weight_of if weighted else None,
             dispose=self.dispose,
             stale=stale,
+            no_dispose_on_set=no_dispose_on_set,
             serializer=FailingJSON(),
             timer=self.clock,
         )
 
-    @rule(sid=SIDS, ttl=CALL_TTLS, weight=WEIGHTS)
-    def set(self, sid: str, ttl: Any, weight: int) -> None:
-        session = self.session(sid, weight)
-        self.model_put(sid, session, self.lifetime(ttl))
+    @rule(sid=SIDS, ttl=CALL_TTLS, weight=WEIGHTS, max_age=MAX_AGES)
+    def set(self, sid: str, ttl: Any, weight: int, max_age: float | None) -> None:
+        session = self.session(sid, weight, max_age)
+        self.model_put(sid, session, self.lifetime(ttl, session))
         assert self.store.set(sid, session, ttl=ttl) is None
 
     @rule(sid=SIDS, ttl=NONPOSITIVE_TTLS, weight=WEIGHTS)
@@ -198,12 +221,12 @@ class StoreMachine(RuleBasedStateMachine):
             self.store.add(sid, session, ttl=ttl)
         # The model is unchanged, so the invariant checks that the store is too.
 
-    @rule(sid=SIDS, ttl=CALL_TTLS, weight=WEIGHTS)
-    def add(self, sid: str, ttl: Any, weight: int) -> None:
-        session = self.session(sid, weight)
+    @rule(sid=SIDS, ttl=CALL_TTLS, weight=WEIGHTS, max_age=MAX_AGES)
+    def add(self, sid: str, ttl: Any, weight: int, max_age: float | None) -> None:
+        session = self.session(sid, weight, max_age)
         absent = self.live(sid) is None
         if absent:
-            self.model_put(sid, session, self.lifetime(ttl))
+            self.model_put(sid, session, self.lifetime(ttl, session))
         assert self.store.add(sid, session, ttl=ttl) is absent
 
     @rule(sid=SIDS)
@@ -223,13 +246,15 @@ class StoreMachine(RuleBasedStateMachine):
         if got is not None:
             assert got["sid"] == sid
 
-    @rule(sid=SIDS, ttl=CALL_TTLS)
-    def touch(self, sid: str, ttl: Any) -> None:
+    @rule(sid=SIDS, ttl=CALL_TTLS, max_age=MAX_AGES, with_session=st.booleans())
+    def touch(self, sid: str, ttl: Any, max_age: float | None, with_session: bool) -> None:
+        # The ttl rules apply to the session passed in (if any); the stored value is not replaced.
+        session = self.session(sid, 0, max_age) if with_session else None
         held = self.live(sid)
         if held is not None:
-            held.deadline = self.now + self.lifetime(ttl)
+            held.deadline = self.now + self.lifetime(ttl, session)
             self.model.move_to_end(sid)
-        assert self.store.touch(sid, ttl=ttl) is (held is not None)
+        assert self.store.touch(sid, session, ttl=ttl) is (held is not None)
 
     @rule(sid=SIDS)
     def touch_nonpositive(self, sid: str) -> None:
