@@ -16,8 +16,9 @@ Every entry lives in a numbered *slot*::
                      lane_prev/lane_next  links of the expiry lane
     sizes[]        NULL while every entry has size 1, else one Py_ssize_t a slot
 
-    table[]        open addressing, linear probing, 2x..4x capacity buckets of slot
-                   numbers (-1 = empty); deletions shift back, so there are no tombstones
+    table[]        open addressing, linear probing over 1.5 x capacity buckets, each
+                   {slot (-1 = empty), hash32}: probing and shifting never touch
+                   slots[]; deletions shift back, so there are no tombstones
     expiry lane    lane_head -> ... -> lane_tail: the slots whose lifetime is
                    lane_lifetime, in deadline order (the clock only moves forward,
                    so they arrive in order): O(1) to file, unfile and expire.
@@ -124,6 +125,10 @@ cdef Py_ssize_t MAX_CAPACITY = 0x3FFFFFFF
 # any such entry is "bigger than maxsize" and sums cannot overflow.
 cdef Py_ssize_t SIZE_CAP = <Py_ssize_t>1 << 50
 
+ctypedef struct Bucket:
+    int32_t slot        # -1: empty
+    uint32_t hash32
+
 ctypedef struct Slot:
     double deadline
     uint32_t hash32
@@ -192,9 +197,11 @@ cdef object check_default_ttl(object ttl):
     return seconds
 
 
-# Scatter a 32-bit hash over the table: Fibonacci hashing keeps patterned ints apart.
-cdef inline Py_ssize_t bucket_of(uint32_t h, int shift) noexcept nogil:
-    return <Py_ssize_t>(((<uint64_t>h + 1) * <uint64_t>0x9E3779B97F4A7C15) >> shift)
+# Home bucket of a 32-bit hash in a table of n buckets: a Fibonacci scramble
+# (keeps patterned ints apart), then multiply-shift into [0, n).
+cdef inline Py_ssize_t home_bucket(uint32_t h, Py_ssize_t n) noexcept nogil:
+    cdef uint32_t scrambled = h * <uint32_t>2654435769u
+    return <Py_ssize_t>((<uint64_t>scrambled * <uint64_t>n) >> 32)
 
 
 # Smallest power of two >= n (n >= 1).
@@ -227,9 +234,8 @@ cdef class LRUCache:
         Py_ssize_t capacity, count, currsize_c
         int32_t head, tail, free_head   # -1 = none
         # key index
-        int32_t* table
-        Py_ssize_t table_mask
-        int table_shift
+        Bucket* table
+        Py_ssize_t table_size
         # expiry index: the lane, then the heap
         int32_t lane_head, lane_tail
         double lane_lifetime            # NAN until an entry is filed
@@ -320,15 +326,15 @@ cdef class LRUCache:
         self.capacity = self.count = self.currsize_c = self.heap_len = self.heap_capacity = 0
         self.head = self.tail = self.free_head = -1
         self.lane_head = self.lane_tail = -1
-        self.table_mask = 0
+        self.table_size = 0
 
     cdef int _resize(self, Py_ssize_t new_capacity) except -1:
         # Move the live entries into arrays of new_capacity slots, renumbered
         # LRU..MRU as 0..count-1; the table, the lane and the heap are rebuilt.
-        cdef Py_ssize_t table_size = pow2_at_least(2 * new_capacity)
+        cdef Py_ssize_t table_size = new_capacity + new_capacity // 2 + 1
         cdef Slot* slots = <Slot*>PyMem_Malloc(new_capacity * sizeof(Slot))
         cdef Py_ssize_t* sizes = NULL
-        cdef int32_t* table = <int32_t*>PyMem_Malloc(table_size * sizeof(int32_t))
+        cdef Bucket* table = <Bucket*>PyMem_Malloc(table_size * sizeof(Bucket))
         cdef int32_t* renumbered = <int32_t*>PyMem_Malloc(max(self.capacity, 1) * sizeof(int32_t))
         if self.sizes != NULL:
             sizes = <Py_ssize_t*>PyMem_Malloc(new_capacity * sizeof(Py_ssize_t))
@@ -381,11 +387,8 @@ cdef class LRUCache:
         self.tail = 0 if n else -1
         self.free_head = <int32_t>n if n < new_capacity else -1
         self.lane_head, self.lane_tail, self.lane_lifetime = lane, s, lane_lifetime
-        self.table_mask = table_size - 1
-        self.table_shift = 64
-        while (<Py_ssize_t>1 << (64 - self.table_shift)) < table_size:
-            self.table_shift -= 1
-        memset(table, 0xFF, table_size * sizeof(int32_t))
+        self.table_size = table_size
+        memset(table, 0xFF, table_size * sizeof(Bucket))
         for i in range(n):
             self._table_insert(<int32_t>i)
             if slots[i].heap_pos >= 0:
@@ -447,12 +450,12 @@ cdef class LRUCache:
             raise RuntimeError("LRUCache was cleared by the garbage collector")
         if self.capacity == 0:
             return -1
-        i = bucket_of(h, self.table_shift)
+        i = home_bucket(h, self.table_size)
         while True:
-            s = self.table[i]
+            s = self.table[i].slot
             if s < 0:
                 return -1
-            if self.slots[s].hash32 == h:
+            if self.table[i].hash32 == h:
                 stored = self.slot_keys[s]
                 if stored is key:
                     return s
@@ -464,7 +467,9 @@ cdef class LRUCache:
                     self.busy = False
                 if equal:
                     return s
-            i = (i + 1) & self.table_mask
+            i += 1
+            if i == self.table_size:
+                i = 0
 
     cdef int _wait_not_busy(self) except -1:
         # Another thread is inside a key's __eq__: wait for it (GIL released);
@@ -479,32 +484,38 @@ cdef class LRUCache:
 
     cdef inline void _table_insert(self, int32_t s) noexcept:
         # File slot s in the table (its key is known to be absent).
-        cdef Py_ssize_t i = bucket_of(self.slots[s].hash32, self.table_shift)
-        while self.table[i] >= 0:
-            i = (i + 1) & self.table_mask
-        self.table[i] = s
+        cdef uint32_t h = self.slots[s].hash32
+        cdef Py_ssize_t i = home_bucket(h, self.table_size)
+        while self.table[i].slot >= 0:
+            i += 1
+            if i == self.table_size:
+                i = 0
+        self.table[i].slot = s
+        self.table[i].hash32 = h
 
     cdef void _table_remove(self, int32_t s) noexcept:
         # Take slot s out of the table, shifting later probes back into the hole.
-        cdef Py_ssize_t mask = self.table_mask
-        cdef Py_ssize_t hole = bucket_of(self.slots[s].hash32, self.table_shift)
+        cdef Py_ssize_t n = self.table_size
+        cdef Py_ssize_t hole = home_bucket(self.slots[s].hash32, n)
         cdef Py_ssize_t j, home
-        cdef int32_t t
-        while self.table[hole] != s:
-            hole = (hole + 1) & mask
+        while self.table[hole].slot != s:
+            hole += 1
+            if hole == n:
+                hole = 0
         j = hole
         while True:
-            j = (j + 1) & mask
-            t = self.table[j]
-            if t < 0:
+            j += 1
+            if j == n:
+                j = 0
+            if self.table[j].slot < 0:
                 break
-            home = bucket_of(self.slots[t].hash32, self.table_shift)
-            # t stays when its home lies cyclically in (hole, j]
+            home = home_bucket(self.table[j].hash32, n)
+            # the entry at j stays when its home lies cyclically in (hole, j]
             if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
                 continue
-            self.table[hole] = t
+            self.table[hole] = self.table[j]
             hole = j
-        self.table[hole] = -1
+        self.table[hole].slot = -1
 
     # -- recency list -------------------------------------------------------
 
@@ -1104,8 +1115,9 @@ cdef class LRUCache:
                 free += 1
                 s = self.slots[s].next
             assert n + free == self.capacity, "slots leaked: live + free != capacity"
-            for i in range(self.table_mask + 1 if self.capacity else 0):
-                if self.table[i] >= 0:
+            for i in range(self.table_size if self.capacity else 0):
+                if self.table[i].slot >= 0:
+                    assert self.table[i].hash32 == self.slots[self.table[i].slot].hash32, "bucket hash differs"
                     in_table += 1
             assert in_table == n, "table holds a different number of slots"
             assert filed == self.heap_len, "heap holds a different number of slots"
@@ -1126,9 +1138,11 @@ cdef class LRUCache:
 
     cdef bint _reachable_in_table(self, int32_t s) noexcept:
         # Whether slot s is found by probing from its home bucket.
-        cdef Py_ssize_t i = bucket_of(self.slots[s].hash32, self.table_shift)
-        while self.table[i] >= 0:
-            if self.table[i] == s:
+        cdef Py_ssize_t i = home_bucket(self.slots[s].hash32, self.table_size)
+        while self.table[i].slot >= 0:
+            if self.table[i].slot == s:
                 return True
-            i = (i + 1) & self.table_mask
+            i += 1
+            if i == self.table_size:
+                i = 0
         return False
