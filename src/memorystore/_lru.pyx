@@ -138,6 +138,11 @@ ctypedef struct Slot:
     int32_t lane_prev
     int32_t lane_next
 
+cdef enum:                  # what _expire_into hands back for each expired entry
+    TRIPLES = 0
+    PAIRS = 1
+    RELEASED = 2
+
 cdef enum:
     NOT_FILED = -1      # Slot.heap_pos of a slot that never expires (or is free)
     IN_LANE = -2        # Slot.heap_pos of a slot filed in the expiry lane
@@ -782,9 +787,11 @@ cdef class LRUCache:
         self._free_slot(s)      # key and value: parked in removed, or safe to release
         return removed
 
-    cdef int _expire_into(self, double now, list removed, bint pairs=False) except -1:
-        # Move every entry expired at now into removed, earliest deadline first,
-        # as (key, value, "expire") triples, or (key, value) pairs.
+    cdef list _expire_into(self, double now, list removed, int shape):
+        # Remove every entry expired at now, earliest deadline first, into
+        # removed: TRIPLES (key, value, "expire"), PAIRS (key, value), or
+        # RELEASED (nothing, unless releasing could run user code: see _drop;
+        # removed may then be None and is allocated on demand).  Returns removed.
         cdef int32_t s
         cdef double lane_deadline, heap_first
         while True:
@@ -792,10 +799,10 @@ cdef class LRUCache:
             heap_first = self.heap_key[0] if self.heap_len else INF
             if lane_deadline <= heap_first:
                 if lane_deadline > now:
-                    return 0
+                    return removed
                 s = self.lane_head
             elif heap_first > now:
-                return 0
+                return removed
             elif self.slots[self.heap_slot[0]].deadline == heap_first:     # an exact key: expired
                 s = self.heap_slot[0]
             else:       # the deadline moved later: re-file it first, to keep the order
@@ -803,11 +810,13 @@ cdef class LRUCache:
                 self.heap_key[0] = self.slots[s].deadline
                 self._sift_down(0)
                 continue
-            if pairs:
+            if shape == PAIRS:
                 removed.append((self.slot_keys[s], self.slot_values[s]))
                 self._free_slot(s)
-            else:
+            elif shape == TRIPLES:
                 removed.append(self._remove_slot(s, EXPIRE))
+            else:
+                removed = self._drop(s, EXPIRE, removed, False)
 
     cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, Py_ssize_t extra):
         # Bring currsize + extra within maxsize: expired entries first, then least
@@ -815,7 +824,7 @@ cdef class LRUCache:
         if self._first_deadline() <= now:
             if removed is None:
                 removed = []
-            self._expire_into(now, removed)
+            self._expire_into(now, removed, TRIPLES)
         while self.currsize_c + extra > self.maxsize_c and self.tail >= 0 and self.tail != keep:
             removed = self._drop(self.tail, EVICT, removed, collect)
         return removed
@@ -955,10 +964,28 @@ cdef class LRUCache:
                 self._wait_not_busy()
             if self.heap_len or self.lane_head >= 0:
                 now = self._clock(now)
-                self._expire_into(now, removed, True)
+                self._expire_into(now, removed, PAIRS)
                 if removed:
                     self._maybe_shrink()
         return removed
+
+    def purge(self):
+        """Remove every expired entry and return how many; unlike expire(), nothing is handed back."""
+        cdef double now = self._user_time()
+        cdef list parked = None         # entries whose release could run user code: dropped after the section
+        cdef Py_ssize_t purged = 0
+        with cython.critical_section(self):
+            if self.busy:
+                self._wait_not_busy()
+            if self.heap_len or self.lane_head >= 0:
+                now = self._clock(now)
+                purged = self.count
+                parked = self._expire_into(now, None, RELEASED)
+                purged -= self.count
+                if purged:
+                    self._maybe_shrink()
+        del parked
+        return purged
 
     # -- mapping protocol ---------------------------------------------------
 

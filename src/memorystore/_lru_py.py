@@ -505,6 +505,18 @@ class LRUCache(Generic[K, V]):
                 self._busy = False
         return [(k, v) for k, v, _ in removed]
 
+    def purge(self) -> int:
+        """Remove every expired entry and return how many; unlike expire(), nothing is handed back."""
+        now = self.now()
+        removed: list[tuple[Any, Any, str]] = []
+        with self._lock:
+            self._enter()
+            try:
+                self._expire_into(now, removed)
+            finally:
+                self._busy = False
+        return len(removed)  # the entries are released here, after the operation
+
     # -- mapping protocol -----------------------------------------------------
 
     def set(self, key: K, value: V, ttl: float | timedelta | None = None) -> None:

@@ -405,12 +405,17 @@ class MemoryStore:
 
         Costs O(expired entries); recency order is unchanged.
         """
+        if self._dispose is None:  # nothing to hand the entries to: let the core release them
+            with self._lock:
+                count = self._core.purge()
+            if count:
+                logger.debug("pruned %d expired entries", count)
+            return count  # type: ignore[no-any-return]
         with self._lock:
             expired = self._core_expire()
         if expired:
             logger.debug("pruned %d expired entries", len(expired))
-            if self._dispose is not None:
-                self._notify((sid, value, "expire") for sid, value in expired)
+            self._notify((sid, value, "expire") for sid, value in expired)
         return len(expired)
 
     # -- the prune thread -----------------------------------------------------------
