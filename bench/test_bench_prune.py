@@ -99,6 +99,17 @@ def _memorystore_core(module: str) -> Callable[[list[str], list[str]], Built]:
     return _two_phase_fake(make, lambda cache: cache.currsize)
 
 
+def _memorystore_core_purge(module: str) -> Callable[[list[str], list[str]], Built]:
+    """The same build, pruned with purge(): nothing handed back, as the peers' expire()."""
+    build_expire = _memorystore_core(module)
+
+    def build(old: list[str], young: list[str]) -> Built:
+        built = build_expire(old, young)
+        return Built(built.cache, built.cache.purge, built.held, lambda result, before: result)
+
+    return build
+
+
 def _memorystore_store(old: list[str], young: list[str]) -> Built:
     from memorystore import MemoryStore
 
@@ -179,6 +190,7 @@ def _cachelib(old: list[str], young: list[str]) -> Built:
 
 SUBJECTS: dict[str, tuple[str, Callable[[list[str], list[str]], Built]]] = {
     "memorystore-c-ttl": ("memorystore._lru", _memorystore_core("memorystore._lru")),
+    "memorystore-c-ttl-purge": ("memorystore._lru", _memorystore_core_purge("memorystore._lru")),
     "memorystore-py-ttl": ("memorystore._lru_py", _memorystore_core("memorystore._lru_py")),
     "MemoryStore": ("memorystore.store", _memorystore_store),
     "cachebox.TTLCache": ("cachebox", _cachebox("TTLCache")),
