@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,3 +16,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.005)
     return bool(predicate())
+
+
+class CountingJSON:
+    """A json serializer that counts its dumps calls (to see whether a session was rewritten)."""
+
+    def __init__(self) -> None:
+        self.dumps_calls = 0
+
+    def dumps(self, obj: Any) -> str:
+        self.dumps_calls += 1
+        return json.dumps(obj)
+
+    def loads(self, data: str) -> Any:
+        return json.loads(data)

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers import CountingJSON
 
 from memorystore._signing import new_session_id
 
@@ -21,20 +22,6 @@ Flask = flask.Flask
 session = flask.session
 MemoryStoreSession = msflask.MemoryStoreSession
 MemoryStoreSessionInterface = msflask.MemoryStoreSessionInterface
-
-
-class CountingJSON:
-    """A json serializer that counts its dumps calls (to see whether a session was rewritten)."""
-
-    def __init__(self) -> None:
-        self.dumps_calls = 0
-
-    def dumps(self, obj: Any) -> str:
-        self.dumps_calls += 1
-        return json.dumps(obj)
-
-    def loads(self, data: str) -> Any:
-        return json.loads(data)
 
 
 def make_app(store: Any, *, key_prefix: str = "", **config: Any) -> Flask:

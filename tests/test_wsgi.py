@@ -12,6 +12,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from helpers import CountingJSON
 
 from memorystore._signing import CookieSigner, new_session_id
 from memorystore.wsgi import Session, SessionMiddleware
@@ -19,18 +20,6 @@ from memorystore.wsgi import Session, SessionMiddleware
 webtest = pytest.importorskip("webtest")
 
 SECRET = "wsgi-test-secret"
-
-
-class CountingJSON:
-    def __init__(self) -> None:
-        self.dumps_calls = 0
-
-    def dumps(self, obj: Any) -> str:
-        self.dumps_calls += 1
-        return json.dumps(obj)
-
-    def loads(self, data: str) -> Any:
-        return json.loads(data)
 
 
 def demo(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

@@ -6,7 +6,7 @@ Shared by :class:`~memorystore.store.MemoryStore` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -91,3 +91,22 @@ class TtlRule:
         if self.func is not None:
             return to_seconds(self.func(sid, session), "ttl returned by the ttl callable")
         return cookie_ttl(session)
+
+
+def sid_batch(sids: str | Iterable[str]) -> list[str]:
+    """``destroy()``'s argument as a list of sids, every one checked before any is used.
+
+    A ``str`` is one sid (a ``str`` subclass is a bad sid, not an iterable of characters).
+    """
+    if isinstance(sids, str):
+        if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
+            bad_sid(sids)
+        return [sids]
+    try:
+        batch = list(sids)
+    except TypeError:
+        raise TypeError(f"destroy() takes a sid or an iterable of sids, not {type(sids).__name__}") from None
+    for sid in batch:
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            bad_sid(sid)
+    return batch

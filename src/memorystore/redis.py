@@ -66,7 +66,7 @@ from typing import Any
 import redis
 
 from ._log import logger
-from ._rules import MAX_SID_LENGTH, TtlRule, bad_sid
+from ._rules import MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch
 
 __all__ = ["RedisStore"]
 
@@ -686,20 +686,7 @@ class RedisStore:
 
         Dispose reason ``"delete"``; unknown sids are ignored.
         """
-        if isinstance(sids, str):  # a str subclass is a bad sid, not an iterable of characters
-            if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
-                bad_sid(sids)
-            batch: list[str] = [sids]
-        else:
-            try:
-                batch = list(sids)  # type: ignore[arg-type]
-            except TypeError:
-                raise TypeError(
-                    f"destroy() takes a sid or an iterable of sids, not {type(sids).__name__}"
-                ) from None
-            for sid in batch:
-                if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-                    bad_sid(sid)
+        batch = sid_batch(sids)
         if not batch:
             return
         removed: list[tuple[str, Any, str]] = []

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import _core
 from ._log import logger
-from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, bad_sid, to_seconds
+from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch, to_seconds
 
 __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
@@ -334,20 +334,7 @@ class MemoryStore:
         Dispose reason ``"delete"`` (``"expire"`` for an entry that had
         already expired); unknown sids are ignored.
         """
-        if isinstance(sids, str):  # one sid (a str subclass is rejected, not iterated)
-            if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
-                bad_sid(sids)
-            batch: Iterable[str] = (sids,)
-        else:
-            try:
-                batch = list(sids)  # type: ignore[arg-type]
-            except TypeError:
-                raise TypeError(
-                    f"destroy() takes a sid or an iterable of sids, not {type(sids).__name__}"
-                ) from None
-            for sid in batch:
-                if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-                    bad_sid(sid)
+        batch = sid_batch(sids)
         removed = []
         with self._lock:
             for sid in batch:
