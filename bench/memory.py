@@ -336,7 +336,7 @@ def churn_soak(name: str, size: int, mode: str, laps: int = 10) -> dict[str, Any
     meter.start()
     base = meter()
     samples = []
-    for lap in range(laps):
+    for _lap in range(laps):
         keys = fresh_keys()
         for i, key in enumerate(keys):
             timer.advance(step)

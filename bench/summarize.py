@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 from collections import defaultdict
 from importlib import metadata
 from typing import Any

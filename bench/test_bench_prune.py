@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from memorystore._bench import KeyPool
 
 TTL = 100.0

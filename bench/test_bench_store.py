@@ -17,6 +17,7 @@ import pickle
 from typing import Any
 
 import pytest
+
 from memorystore._bench import DEFAULT_TTL, IMPLEMENTATIONS_BY_NAME, Impl, KeyPool, make_case
 
 #: ~300 bytes serialized: what a typical web session holds.

@@ -192,7 +192,7 @@ class LRUCache(Generic[K, V]):
         "_ttl",
     )
 
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
     def __init__(
         self,
@@ -667,13 +667,14 @@ class LRUCache(Generic[K, V]):
             # The recency list: linked both ways, no cycle, exactly the indexed entries.
             root = self._root
             listed: set[int] = set()
-            prev, entry = root, root.next
-            while entry is not root:
-                assert entry is not None and entry.prev is prev, "recency list links broken"
-                listed.add(id(entry))
+            link_prev: _Entry = root
+            link: _Entry | None = root.next
+            while link is not root:
+                assert link is not None and link.prev is link_prev, "recency list links broken"
+                listed.add(id(link))
                 assert len(listed) <= len(index), "recency list longer than the index, or a cycle"
-                prev, entry = entry, entry.next
-            assert root.prev is prev, "recency list links broken"
+                link_prev, link = link, link.next
+            assert root.prev is link_prev, "recency list links broken"
             assert listed == {id(e) for e in index.values()}, "recency list and key index disagree"
             heap = self._heap
             current = sum(1 for item in heap if item[2].heap_item is item)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 #: Longest session id accepted, in characters.
 MAX_SID_LENGTH = 1024
 #: Lifetime of a session with no ttl option and no cookie max age: one day.
 DEFAULT_TTL = 86400.0
 
-def bad_sid(sid: object) -> None:
+def bad_sid(sid: object) -> NoReturn:
     """Raise the error for a sid that failed the fast check (never echoes the sid itself)."""
     if type(sid) is not str:
         raise TypeError(f"sid must be a str (not a subclass), not {type(sid).__name__}")

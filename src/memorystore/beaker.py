@@ -46,7 +46,8 @@ import hashlib
 import importlib
 import pickle
 import threading
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from beaker.container import NamespaceManager
 from beaker.synchronization import NameLock

@@ -356,7 +356,7 @@ class SessionStore(SessionBase):
         return sid if len(sid) <= MAX_SID_LENGTH else None
 
     def load(self) -> dict[str, Any]:
-        sid = self._sid(self._session_key)
+        sid = self._sid(self._session_key)  # type: ignore[has-type]  # SessionBase leaves it untyped
         data = self.store.get(sid) if sid is not None else None
         if data is None:
             self._session_key = None  # never adopt a key the store does not hold

@@ -438,7 +438,10 @@ class MemoryStore:
             self._stop.set()
         stop = threading.Event()
         # When the store is collected, the weakref callback wakes the thread so it can exit.
-        ref = weakref.ref(self, lambda _ref, stop=stop: stop.set())
+        def wake(_ref: object, stop: threading.Event = stop) -> None:
+            stop.set()
+
+        ref = weakref.ref(self, wake)
         thread = threading.Thread(
             target=_prune_loop, args=(ref, stop, period), name="memorystore-prune", daemon=True
         )
