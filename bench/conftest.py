@@ -79,7 +79,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "c_extension: runs against the compiled core")
-    config.addinivalue_line("markers", "op(name): parametrize the test's `impl` over every implementation that has this operation")
+    config.addinivalue_line(
+        "markers", "op(name): parametrize the test's `impl` over every implementation that has this operation"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -203,7 +203,9 @@ def _django_build(n: int, timer: FakeTimer) -> Any:
         settings.configure(USE_TZ=True)
     from django.core.cache.backends.locmem import LocMemCache
 
-    return LocMemCache("memorystore-memory", {"TIMEOUT": TTL, "OPTIONS": {"MAX_ENTRIES": n + 1, "CULL_FREQUENCY": n + 1}})
+    return LocMemCache(
+        "memorystore-memory", {"TIMEOUT": TTL, "OPTIONS": {"MAX_ENTRIES": n + 1, "CULL_FREQUENCY": n + 1}}
+    )
 
 
 def _lru_dict_build(n: int, timer: FakeTimer) -> Any:
@@ -216,9 +218,27 @@ SUBJECTS: tuple[Subject, ...] = (
     Subject("dict", "builtins", lambda n, t: {}, _fill_mapping, _clear),
     Subject("lru_cache", "functools", lambda n, t: None, _fill_mapping, _clear),  # special-cased in the child
     Subject("memorystore-c", "memorystore._lru", _core("memorystore._lru", None), _fill_mapping, _clear, own=True),
-    Subject("memorystore-c-ttl", "memorystore._lru", _core("memorystore._lru", TTL), _fill_mapping, _clear, _expire_fake, own=True),
-    Subject("memorystore-py", "memorystore._lru_py", _core("memorystore._lru_py", None), _fill_mapping, _clear, own=True),
-    Subject("memorystore-py-ttl", "memorystore._lru_py", _core("memorystore._lru_py", TTL), _fill_mapping, _clear, _expire_fake, own=True),
+    Subject(
+        "memorystore-c-ttl",
+        "memorystore._lru",
+        _core("memorystore._lru", TTL),
+        _fill_mapping,
+        _clear,
+        _expire_fake,
+        own=True,
+    ),
+    Subject(
+        "memorystore-py", "memorystore._lru_py", _core("memorystore._lru_py", None), _fill_mapping, _clear, own=True
+    ),
+    Subject(
+        "memorystore-py-ttl",
+        "memorystore._lru_py",
+        _core("memorystore._lru_py", TTL),
+        _fill_mapping,
+        _clear,
+        _expire_fake,
+        own=True,
+    ),
     Subject("MemoryStore", "memorystore.store", _store, _fill_set, _clear, _store_expire, own=True),
     Subject("lru-dict", "lru", _lru_dict_build, _fill_mapping, _clear),
     Subject("cachebox.LRUCache", "cachebox", _cachebox_build("LRUCache"), _fill_mapping, _clear),
@@ -417,7 +437,10 @@ def run(n: int, only: set[str] | None, soak_size: int, soak: bool, log: Any = sy
 
 
 def format_results(results: dict[str, Any]) -> str:
-    lines = [f"bytes per entry at {results['n']} entries (keys and values excluded); share of the growth given back", ""]
+    lines = [
+        f"bytes per entry at {results['n']} entries (keys and values excluded); share of the growth given back",
+        "",
+    ]
     header = f"{'implementation':22} {'RSS B/entry':>11} {'traced B/entry':>14} {'RSS back: clear':>15} {'traced back: clear':>18} {'RSS back: prune':>15} {'traced back: prune':>18}"
     lines += [header, "-" * len(header)]
     for name, row in results["entries"].items():
@@ -430,7 +453,11 @@ def format_results(results: dict[str, Any]) -> str:
             f" {_pct(r.get('given_back_after_prune'), r):>15} {_pct(t.get('given_back_after_prune'), t):>18}"
         )
     if results["soak"]:
-        lines += ["", "churn soak: bounded store, 10x its size in new sessions, expiring; memory above baseline per lap (MB)", ""]
+        lines += [
+            "",
+            "churn soak: bounded store, 10x its size in new sessions, expiring; memory above baseline per lap (MB)",
+            "",
+        ]
         for name, row in results["soak"].items():
             for mode in ("rss", "trace"):
                 soak = row[mode]
@@ -438,7 +465,9 @@ def format_results(results: dict[str, Any]) -> str:
                     lines.append(f"{name:20} {mode:5} error: {soak['error']}")
                     continue
                 laps = " ".join(f"{sample / 1e6:6.1f}" for sample in soak["samples"])
-                lines.append(f"{name:20} {mode:5} {laps}   growth after lap 2: {100 * soak['growth_after_steady']:+.1f}%")
+                lines.append(
+                    f"{name:20} {mode:5} {laps}   growth after lap 2: {100 * soak['growth_after_steady']:+.1f}%"
+                )
     return "\n".join(lines)
 
 

@@ -148,7 +148,11 @@ def section_memory(memory: dict[str, Any]) -> list[str]:
             f"{pct(t['given_back_after_clear'], t)} | {pct(r.get('given_back_after_prune'), r)} | {pct(t.get('given_back_after_prune'), t)} |"
         )
     if memory.get("soak"):
-        lines += ["", "Churn soak (bounded store, 10x its size in new sessions, expiring): MB above baseline after each lap.", ""]
+        lines += [
+            "",
+            "Churn soak (bounded store, 10x its size in new sessions, expiring): MB above baseline after each lap.",
+            "",
+        ]
         lines += ["| store | mode | laps 1..10 (MB) | growth after lap 2 |", "|---|---|---|---|"]
         for name, row in memory["soak"].items():
             for mode, soak in row.items():
@@ -160,7 +164,12 @@ def section_memory(memory: dict[str, Any]) -> list[str]:
     return lines
 
 
-def verdicts(ops: dict[str, dict[str, float]], store: dict[str, dict[str, float]], prune: dict[Any, Any], memory: dict[str, Any] | None) -> list[str]:
+def verdicts(
+    ops: dict[str, dict[str, float]],
+    store: dict[str, dict[str, float]],
+    prune: dict[Any, Any],
+    memory: dict[str, Any] | None,
+) -> list[str]:
     out = ["| target | measured | verdict |", "|---|---|---|"]
 
     def row(target: str, measured: str, ok: bool | None) -> None:
@@ -178,7 +187,11 @@ def verdicts(ops: dict[str, dict[str, float]], store: dict[str, dict[str, float]
                 )
     lru = ops.get("lru-dict", {})
     if "delete" in ms and "delete" in lru:
-        row("delete <= lru-dict", f"{ms['delete'] / lru['delete']:.2f}x ({_ns(ms['delete'])} vs {_ns(lru['delete'])})", ms["delete"] <= lru["delete"])
+        row(
+            "delete <= lru-dict",
+            f"{ms['delete'] / lru['delete']:.2f}x ({_ns(ms['delete'])} vs {_ns(lru['delete'])})",
+            ms["delete"] <= lru["delete"],
+        )
     for (name, n, k), info in sorted(prune.items()):
         if name in ("memorystore-c-ttl", "memorystore-c-ttl-purge") and k:
             peer = prune.get(("cachebox.TTLCache", n, k))
@@ -191,7 +204,11 @@ def verdicts(ops: dict[str, dict[str, float]], store: dict[str, dict[str, float]
                     mine <= theirs,
                 )
     empty = prune.get(("memorystore-c-ttl", 1_000_000, 0))
-    row("prune of 1M with nothing expired < 10 µs", _ns(empty["ns_per_op"]) + " ns" if empty else "—", empty["ns_per_op"] < 10_000 if empty else None)
+    row(
+        "prune of 1M with nothing expired < 10 µs",
+        _ns(empty["ns_per_op"]) + " ns" if empty else "—",
+        empty["ns_per_op"] < 10_000 if empty else None,
+    )
     mine_store = store.get("MemoryStore-pickle", {})
     for peer in ("cachelib.SimpleCache", "django.LocMemCache"):
         for op in ("store_get", "store_set"):

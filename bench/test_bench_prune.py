@@ -78,7 +78,9 @@ def _by_len(result: Any, before: int) -> int:
     return len(result)
 
 
-def _two_phase_fake(make: Callable[[FakeTimer], Any], held: Callable[[Any], int]) -> Callable[[list[str], list[str]], Built]:
+def _two_phase_fake(
+    make: Callable[[FakeTimer], Any], held: Callable[[Any], int]
+) -> Callable[[list[str], list[str]], Built]:
     """old at t, young at t + ttl/2, prune at t + ttl + 1 (fake clock)."""
 
     def build(old: list[str], young: list[str]) -> Built:
@@ -221,7 +223,9 @@ def _size_params() -> list[Any]:
 
 @pytest.mark.parametrize(("n", "fraction"), _size_params())
 @pytest.mark.parametrize("subject", _subject_params())
-def test_prune(bench: Any, benchmark: Any, subject: str, n: int, fraction: float, key_pool: KeyPool, smoke: bool) -> None:
+def test_prune(
+    bench: Any, benchmark: Any, subject: str, n: int, fraction: float, key_pool: KeyPool, smoke: bool
+) -> None:
     module, build = SUBJECTS[subject]
     if module in OWN:
         __import__(module)
@@ -244,7 +248,9 @@ def test_prune(bench: Any, benchmark: Any, subject: str, n: int, fraction: float
             return
         built, before = current[0]
         assert before == n, f"{subject}: {before} entries held before the prune, expected {n}"
-        assert built.removed(result[0], before) == k, f"{subject}: removed {built.removed(result[0], before)}, expected {k}"
+        assert built.removed(result[0], before) == k, (
+            f"{subject}: removed {built.removed(result[0], before)}, expected {k}"
+        )
         assert built.held() == n - k, f"{subject}: {built.held()} entries left, expected {n - k}"
 
     result: list[Any] = [None]

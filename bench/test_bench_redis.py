@@ -50,7 +50,9 @@ def redis_url() -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("no Redis: redis-server is not on PATH and MEMORYSTORE_REDIS_URL is unset (tools/redis-for-tests.sh)")
+        pytest.skip(
+            "no Redis: redis-server is not on PATH and MEMORYSTORE_REDIS_URL is unset (tools/redis-for-tests.sh)"
+        )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

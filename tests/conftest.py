@@ -63,7 +63,9 @@ def store_cls(lru_impl: ModuleType) -> type:
     """MemoryStore bound to the core under test."""
     from memorystore.store import MemoryStore
 
-    return type(f"MemoryStore_{lru_impl.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": lru_impl.LRUCache})
+    return type(
+        f"MemoryStore_{lru_impl.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": lru_impl.LRUCache}
+    )
 
 
 @pytest.fixture

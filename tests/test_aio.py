@@ -158,8 +158,14 @@ def test_every_method_survives_a_held_lock(store_cls):
 
     async def main():
         calls = [
-            facade.get("a"), facade.has("a"), facade.touch("a", ttl=50), facade.add("b", 2),
-            facade.ids(), facade.length(), facade.all(), facade.prune(),
+            facade.get("a"),
+            facade.has("a"),
+            facade.touch("a", ttl=50),
+            facade.add("b", 2),
+            facade.ids(),
+            facade.length(),
+            facade.all(),
+            facade.prune(),
         ]
         tasks = [asyncio.create_task(call) for call in calls]
         for _ in range(20):

@@ -262,7 +262,9 @@ def test_pyramid_beaker_settings():
         app = webtest.TestApp(config.make_wsgi_app())
 
     assert app.get("/peek").text == "0"
-    assert not MemoryStoreNamespaceManager.stores or all(s.length() == 0 for s in MemoryStoreNamespaceManager.stores.values())
+    assert not MemoryStoreNamespaceManager.stores or all(
+        s.length() == 0 for s in MemoryStoreNamespaceManager.stores.values()
+    )
     assert app.get("/incr").text == "1"
     assert app.get("/incr").text == "2"
     app.get("/flash")

@@ -45,8 +45,16 @@ def _ns(cell: str) -> float:
 @pytest.fixture(scope="module")
 def quick_run() -> tuple[int, str, str]:
     capture = subprocess.run(
-        [sys.executable, "-c", "import sys; from memorystore._bench import main; sys.exit(main(sys.argv[1:]))",
-         "--quick", "--ops", "2000", "--capacity", "4000"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from memorystore._bench import main; sys.exit(main(sys.argv[1:]))",
+            "--quick",
+            "--ops",
+            "2000",
+            "--capacity",
+            "4000",
+        ],
         capture_output=True,
         timeout=300,
     )
@@ -106,7 +114,12 @@ def test_unknown_implementation_is_an_error() -> None:
 def test_plot_writes_a_png(tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     target = tmp_path / "bench.png"  # type: ignore[operator]
-    assert _bench.main(["--quick", "--ops", "200", "--capacity", "1000", "--only", "dict,memorystore-c", "--plot", str(target)]) == 0
+    assert (
+        _bench.main(
+            ["--quick", "--ops", "200", "--capacity", "1000", "--only", "dict,memorystore-c", "--plot", str(target)]
+        )
+        == 0
+    )
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

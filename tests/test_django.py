@@ -446,7 +446,13 @@ def test_store_option_by_dotted_path(store):
 
 @pytest.mark.parametrize(
     "options",
-    [{"ttl": 5}, {"serializer": None}, {"MAX_ENTRIES": 5, "max": 5}, {"MAX_ENTRIES": "lots"}, {"store": object(), "max": 3}],
+    [
+        {"ttl": 5},
+        {"serializer": None},
+        {"MAX_ENTRIES": 5, "max": 5},
+        {"MAX_ENTRIES": "lots"},
+        {"store": object(), "max": 3},
+    ],
 )
 def test_bad_options(options):
     with pytest.raises(ImproperlyConfigured):

@@ -952,7 +952,15 @@ def test_put_reasons_together(make: Callable[..., Any], fake_timer: Any) -> None
 
 @pytest.mark.parametrize(
     ("maxsize", "error"),
-    [(True, TypeError), (False, TypeError), (0, ValueError), (-1, ValueError), (1.5, TypeError), (2.0, TypeError), ("3", TypeError)],
+    [
+        (True, TypeError),
+        (False, TypeError),
+        (0, ValueError),
+        (-1, ValueError),
+        (1.5, TypeError),
+        (2.0, TypeError),
+        ("3", TypeError),
+    ],
 )
 def test_bad_maxsize(lru_impl: ModuleType, maxsize: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
@@ -986,7 +994,14 @@ def test_bad_callables(lru_impl: ModuleType) -> None:
         lru_impl.LRUCache(10, timer="clock")
 
 
-BAD_TTLS = [(math.nan, ValueError), (True, TypeError), (False, TypeError), ("60", TypeError), (10**400, ValueError), (object(), TypeError)]
+BAD_TTLS = [
+    (math.nan, ValueError),
+    (True, TypeError),
+    (False, TypeError),
+    ("60", TypeError),
+    (10**400, ValueError),
+    (object(), TypeError),
+]
 
 
 @pytest.mark.parametrize(("ttl", "error"), BAD_TTLS)
@@ -1085,7 +1100,9 @@ REMOVALS = [
     pytest.param(lambda c, t, k: c.set(k, "replacement", ttl=0), True, id="ttl0"),
     pytest.param(lambda c, t, k: c.put(k, "replacement", size=10), True, id="oversize"),
     pytest.param(lambda c, t, k: t.advance(1000) or c.pop_expired(k), True, id="pop_expired"),
-    pytest.param(lambda c, t, k: t.advance(1000) or c.set("other", 1) or c.set("other2", 1), True, id="expired-by-room"),
+    pytest.param(
+        lambda c, t, k: t.advance(1000) or c.set("other", 1) or c.set("other2", 1), True, id="expired-by-room"
+    ),
 ]
 
 

@@ -126,7 +126,11 @@ class LRUMachine(RuleBasedStateMachine):
         for triple in got:
             assert isinstance(triple, tuple) and len(triple) == 3 and triple[2] in ("set", "expire", "evict"), got
         for reason in ("set", "evict"):
-            assert [t for t in got if t[2] == reason] == [t for t in expected if t[2] == reason], (reason, got, expected)
+            assert [t for t in got if t[2] == reason] == [t for t in expected if t[2] == reason], (
+                reason,
+                got,
+                expected,
+            )
         got_expired = [t for t in got if t[2] == "expire"]
         want_expired = [t for t in expected if t[2] == "expire"]
         assert sorted(map(repr, got_expired)) == sorted(map(repr, want_expired)), (got, expected)

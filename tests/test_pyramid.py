@@ -96,9 +96,19 @@ def build_app(store, wall, **factory_options):
         return Response(str(request.session["items"]))
 
     views = {
-        "incr": incr, "peek": peek, "nothing": nothing, "flash": flash, "peek_flash": peek_flash,
-        "pop_flash": pop_flash, "csrf": csrf, "new_csrf": new_csrf, "logout": logout,
-        "relogin": relogin, "empty": empty, "mutate": mutate, "append": append,
+        "incr": incr,
+        "peek": peek,
+        "nothing": nothing,
+        "flash": flash,
+        "peek_flash": peek_flash,
+        "pop_flash": pop_flash,
+        "csrf": csrf,
+        "new_csrf": new_csrf,
+        "logout": logout,
+        "relogin": relogin,
+        "empty": empty,
+        "mutate": mutate,
+        "append": append,
     }
     factory = MemoryStoreSessionFactory(store, secret=SECRET, clock=wall, **factory_options)
     with pyramid_config.Configurator(session_factory=factory) as config:
@@ -282,8 +292,15 @@ def test_default_reissue_extends_every_access(store, wall, fake_timer):
 
 def test_cookie_options(store, wall):
     app = build_app(
-        store, wall, cookie_name="sess", max_age=120, path="/", domain="example.com",
-        secure=True, httponly=False, samesite="Strict",
+        store,
+        wall,
+        cookie_name="sess",
+        max_age=120,
+        path="/",
+        domain="example.com",
+        secure=True,
+        httponly=False,
+        samesite="Strict",
     )
     header = app.get("/incr", extra_environ={"HTTP_HOST": "example.com"}).headers["Set-Cookie"]
     assert header.startswith("sess=")

@@ -136,7 +136,9 @@ def redis_url() -> Iterator[str]:
         yield ENV_URL
         return
     if REDIS_BINARY is None:
-        pytest.skip("no Redis: redis-server is not on PATH and MEMORYSTORE_REDIS_URL is unset (tools/redis-for-tests.sh)")
+        pytest.skip(
+            "no Redis: redis-server is not on PATH and MEMORYSTORE_REDIS_URL is unset (tools/redis-for-tests.sh)"
+        )
     try:
         server = _start_server()
     except RuntimeError as exc:
@@ -304,7 +306,9 @@ def test_set_sends_the_ttl_as_px(
     assert client.calls["SET"] == 1
 
 
-def test_set_inf_is_a_plain_set_that_drops_an_old_ttl(make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+def test_set_inf_is_a_plain_set_that_drops_an_old_ttl(
+    make_store: Callable[..., RedisStore], raw: Any, prefix: str
+) -> None:
     store = make_store()
     store.set("s", {"a": 1}, ttl=10)
     assert raw.pttl(prefix + "s") > 0
@@ -317,7 +321,9 @@ def test_set_inf_is_a_plain_set_that_drops_an_old_ttl(make_store: Callable[..., 
 
 
 @pytest.mark.parametrize("ttl", [0, -1, -0.5, timedelta(seconds=-3)])
-def test_set_with_ttl_at_or_below_zero_removes(make_store: Callable[..., RedisStore], raw: Any, prefix: str, ttl: Any) -> None:
+def test_set_with_ttl_at_or_below_zero_removes(
+    make_store: Callable[..., RedisStore], raw: Any, prefix: str, ttl: Any
+) -> None:
     store = make_store()
     store.set("s", {"a": 1})
     store.set("s", {"a": 2}, ttl=ttl)
@@ -442,7 +448,9 @@ def test_longest_sid_and_non_ascii_sids_work(make_store: Callable[..., RedisStor
 # -- add / destroy / touch ---------------------------------------------------------------------------------
 
 
-def test_add_is_atomic_create_if_absent(make_store: Callable[..., RedisStore], client: SpyRedis, raw: Any, prefix: str) -> None:
+def test_add_is_atomic_create_if_absent(
+    make_store: Callable[..., RedisStore], client: SpyRedis, raw: Any, prefix: str
+) -> None:
     store = make_store()
     assert store.add("s", {"v": 1}, ttl=20) is True
     assert client.calls["SET"] == 1
@@ -453,7 +461,9 @@ def test_add_is_atomic_create_if_absent(make_store: Callable[..., RedisStore], c
     assert raw.pttl(prefix + "forever") == -1
 
 
-def test_add_after_expiry_and_with_nonpositive_ttl(make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+def test_add_after_expiry_and_with_nonpositive_ttl(
+    make_store: Callable[..., RedisStore], raw: Any, prefix: str
+) -> None:
     store = make_store()
     assert store.add("s", 1, ttl=0.02) is True
     wait_until(lambda: raw.exists(prefix + "s") == 0, timeout=2.0)
@@ -465,7 +475,9 @@ def test_add_after_expiry_and_with_nonpositive_ttl(make_store: Callable[..., Red
     assert store.add("s", 4, ttl=-1) is False
 
 
-def test_destroy_one_and_many(make_store: Callable[..., RedisStore], client: SpyRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_destroy_one_and_many(
+    make_store: Callable[..., RedisStore], client: SpyRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(msredis, "BATCH", 3)
     store = make_store()
     for n in range(8):
@@ -481,7 +493,9 @@ def test_destroy_one_and_many(make_store: Callable[..., RedisStore], client: Spy
         store.destroy(42)  # type: ignore[arg-type]
 
 
-def test_touch_sets_a_new_deadline(make_store: Callable[..., RedisStore], client: SpyRedis, raw: Any, prefix: str) -> None:
+def test_touch_sets_a_new_deadline(
+    make_store: Callable[..., RedisStore], client: SpyRedis, raw: Any, prefix: str
+) -> None:
     store = make_store(ttl=10)
     store.set("s", {"cookie": {"max_age": 77}})
     assert store.touch("s", ttl=100) is True
@@ -500,7 +514,9 @@ def test_touch_sets_a_new_deadline(make_store: Callable[..., RedisStore], client
     assert raw.exists(prefix + "missing") == 0
 
 
-def test_touch_follows_the_cookie_rule_and_removes_at_zero(make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+def test_touch_follows_the_cookie_rule_and_removes_at_zero(
+    make_store: Callable[..., RedisStore], raw: Any, prefix: str
+) -> None:
     store = make_store()
     store.set("s", {})
     assert store.touch("s", {"cookie": {"maxAge": 45_000}}) is True
@@ -751,7 +767,9 @@ def test_near_cache_ttl_bounds_the_local_copy(make_store: Callable[..., RedisSto
     assert store.get("s") == 1
 
 
-def test_fill_is_dropped_when_an_invalidation_arrives_meanwhile(make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+def test_fill_is_dropped_when_an_invalidation_arrives_meanwhile(
+    make_store: Callable[..., RedisStore], raw: Any, prefix: str
+) -> None:
     near = MemoryStore(ttl=60)
     store = make_store(near_cache=near)
     store.set("s", "old")
@@ -920,9 +938,7 @@ def test_two_processes_with_near_caches_see_each_others_writes(
 def _forked_child(url: str, prefix: str, queue: Any, store: RedisStore) -> None:
     try:
         first = store.get("s")  # the parent's near-cache copy is gone; read from Redis
-        active = store.near_cache_active or bool(
-            wait_until(lambda: store.near_cache_active, timeout=5)
-        )
+        active = store.near_cache_active or bool(wait_until(lambda: store.near_cache_active, timeout=5))
         store.set("s", "from the child")
         queue.put((first, active, store.get("s")))
     except BaseException as exc:  # noqa: BLE001
@@ -930,7 +946,9 @@ def _forked_child(url: str, prefix: str, queue: Any, store: RedisStore) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_child_restarts_its_listener(redis_url: str, make_store: Callable[..., RedisStore], raw: Any, prefix: str) -> None:
+def test_forked_child_restarts_its_listener(
+    redis_url: str, make_store: Callable[..., RedisStore], raw: Any, prefix: str
+) -> None:
     store = make_store(near_cache=MemoryStore(ttl=60))
     store.set("s", "from the parent")
     assert store.get("s") == "from the parent"

@@ -300,8 +300,11 @@ def test_restore_rejects_malformed_files(make, tmp_path, content):
 
 def test_restore_bad_sid_in_file_stores_nothing(make, tmp_path):
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"version": 1, "saved_at": time.time(), "format": "text",
-                                "entries": [["ok", "1", 100], ["", "2", 100]]}))
+    path.write_text(
+        json.dumps(
+            {"version": 1, "saved_at": time.time(), "format": "text", "entries": [["ok", "1", 100], ["", "2", 100]]}
+        )
+    )
     store = make()
     with pytest.raises(ValueError):
         store.restore(path)

@@ -26,7 +26,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-CHILD = r'''
+CHILD = r"""
 import importlib, itertools, sys
 from collections import Counter
 
@@ -168,7 +168,7 @@ assert max(written.values()) == 1
 write("after")
 assert store.get("after")["sid"] == "after"
 print("ok", sum(disposed.values()), dict(reasons), dict(fired))
-'''
+"""
 
 REASONS = ["expire_prune", "expire_get", "evict", "delete_destroy", "delete_clear", "set_overwrite"]
 ACTIONS = [
@@ -213,7 +213,7 @@ def test_dispose_reentering_the_store(lru_impl: ModuleType, action: str, reason:
 
 def test_child_fails_when_a_value_is_disposed_twice(lru_impl: ModuleType) -> None:
     """The harness can fail: a dispose that double-counts must be caught by the child."""
-    broken = CHILD.replace("disposed[session[\"uid\"]] += 1", "disposed[session[\"uid\"]] += 2")
+    broken = CHILD.replace('disposed[session["uid"]] += 1', 'disposed[session["uid"]] += 2')
     assert broken != CHILD
     proc = subprocess.run(
         [sys.executable, "-c", broken, lru_impl.__name__, "prune", "evict"], capture_output=True, text=True, timeout=30

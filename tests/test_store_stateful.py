@@ -180,7 +180,12 @@ class StoreMachine(RuleBasedStateMachine):
         no_dispose_on_set=st.booleans(),
     )
     def create(
-        self, max: int | None, ttl: Any, weighted: bool, stale: bool, no_dispose_on_set: bool  # noqa: A002
+        self,
+        max: int | None,
+        ttl: Any,
+        weighted: bool,
+        stale: bool,
+        no_dispose_on_set: bool,  # noqa: A002
     ) -> None:
         self.dispose_on_set = not no_dispose_on_set
         self.max = max

@@ -211,7 +211,9 @@ def configure_django() -> None:
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure(USE_TZ=True, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})
+        settings.configure(
+            USE_TZ=True, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        )
 
 
 def _django(capacity: int) -> Any:
@@ -239,11 +241,36 @@ _CACHE_METHODS = "get = c.get; set_ = c.set; delete = c.delete"
 
 IMPLEMENTATIONS: tuple[Impl, ...] = (
     Impl("dict", "builtins", _dict, set_new="c[k] = v; del c[d]", kind="floor"),
-    Impl("lru_cache", "functools", _lru_cache, get="c(k)", set=None, delete=None, prelude="", set_new="c(k)", kind="floor"),
+    Impl(
+        "lru_cache",
+        "functools",
+        _lru_cache,
+        get="c(k)",
+        set=None,
+        delete=None,
+        prelude="",
+        set_new="c(k)",
+        kind="floor",
+    ),
     Impl("memorystore-c", "memorystore._lru", _core("memorystore._lru", None), own=True, compiled=True, kind="own"),
-    Impl("memorystore-c-ttl", "memorystore._lru", _core("memorystore._lru", DEFAULT_TTL), own=True, compiled=True, ttl=True, kind="own"),
+    Impl(
+        "memorystore-c-ttl",
+        "memorystore._lru",
+        _core("memorystore._lru", DEFAULT_TTL),
+        own=True,
+        compiled=True,
+        ttl=True,
+        kind="own",
+    ),
     Impl("memorystore-py", "memorystore._lru_py", _core("memorystore._lru_py", None), own=True, kind="own"),
-    Impl("memorystore-py-ttl", "memorystore._lru_py", _core("memorystore._lru_py", DEFAULT_TTL), own=True, ttl=True, kind="own"),
+    Impl(
+        "memorystore-py-ttl",
+        "memorystore._lru_py",
+        _core("memorystore._lru_py", DEFAULT_TTL),
+        own=True,
+        ttl=True,
+        kind="own",
+    ),
     Impl(
         "MemoryStore",
         "memorystore.store",
@@ -662,7 +689,9 @@ def format_table(results: dict[str, dict[str, float]], ops: Sequence[str] = OPS)
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     out = [line(headers), line(["-" * w for w in widths]), *[line(r) for r in rows]]
-    out.append("ns/op (median); (Nx) = ns / memorystore compiled core's ns (TTL core for TTL peers): > 1 means memorystore is faster")
+    out.append(
+        "ns/op (median); (Nx) = ns / memorystore compiled core's ns (TTL core for TTL peers): > 1 means memorystore is faster"
+    )
     return "\n".join(out)
 
 
@@ -700,7 +729,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="small cache (10k) and few ops: under a minute")
     parser.add_argument("--ops", type=int, default=None, metavar="N", help="operations timed per (implementation, op)")
-    parser.add_argument("--capacity", type=int, default=None, metavar="N", help="cache capacity (default 100000, quick 10000)")
+    parser.add_argument(
+        "--capacity", type=int, default=None, metavar="N", help="cache capacity (default 100000, quick 10000)"
+    )
     parser.add_argument("--plot", metavar="FILE.png", help="write a grouped bar chart (needs matplotlib)")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated implementation names (default: all installed)")
     parser.add_argument("--list", action="store_true", help="list the implementations and whether they are installed")
@@ -742,7 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.finish()
     from . import COMPILED
 
-    print(f"memorystore bench: capacity {capacity}, {total_ops} ops per cell, core {'compiled' if COMPILED else 'pure'}, Python {sys.version.split()[0]}")
+    print(
+        f"memorystore bench: capacity {capacity}, {total_ops} ops per cell, core {'compiled' if COMPILED else 'pure'}, Python {sys.version.split()[0]}"
+    )
     print(format_table(results))
     if missing:
         print(f"not installed (skipped): {', '.join(missing)}")

@@ -323,11 +323,16 @@ cdef class LRUCache:
 
     cdef void _free_arrays(self) noexcept:
         # Give every C array back; the cache then has capacity 0.
-        PyMem_Free(self.slots); self.slots = NULL
-        PyMem_Free(self.sizes); self.sizes = NULL
-        PyMem_Free(self.table); self.table = NULL
-        PyMem_Free(self.heap_slot); self.heap_slot = NULL
-        PyMem_Free(self.heap_key); self.heap_key = NULL
+        PyMem_Free(self.slots)
+        PyMem_Free(self.sizes)
+        PyMem_Free(self.table)
+        PyMem_Free(self.heap_slot)
+        PyMem_Free(self.heap_key)
+        self.slots = NULL
+        self.sizes = NULL
+        self.table = NULL
+        self.heap_slot = NULL
+        self.heap_key = NULL
         self.capacity = self.count = self.currsize_c = self.heap_len = self.heap_capacity = 0
         self.head = self.tail = self.free_head = -1
         self.lane_head = self.lane_tail = -1
@@ -344,7 +349,10 @@ cdef class LRUCache:
         if self.sizes != NULL:
             sizes = <Py_ssize_t*>PyMem_Malloc(new_capacity * sizeof(Py_ssize_t))
         if slots == NULL or table == NULL or renumbered == NULL or (self.sizes != NULL and sizes == NULL):
-            PyMem_Free(slots); PyMem_Free(sizes); PyMem_Free(table); PyMem_Free(renumbered)
+            PyMem_Free(slots)
+            PyMem_Free(sizes)
+            PyMem_Free(table)
+            PyMem_Free(renumbered)
             raise MemoryError()
         cdef list keys = [None] * new_capacity
         cdef list values = [None] * new_capacity
@@ -866,6 +874,7 @@ cdef class LRUCache:
         cdef double now
         cdef Py_ssize_t s
         cdef list removed = None
+        cdef str reason
         if size is None:
             size_c = 1 if self._getsizeof is None else check_size(self._getsizeof(value))
         else:
@@ -882,7 +891,8 @@ cdef class LRUCache:
                     removed = self._drop(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE, removed, collect)
             elif s >= 0:
                 if collect:
-                    removed = [(self.slot_keys[s], self.slot_values[s], SET if self.slots[s].deadline > now else EXPIRE)]
+                    reason = SET if self.slots[s].deadline > now else EXPIRE
+                    removed = [(self.slot_keys[s], self.slot_values[s], reason)]
                 elif not releasable_now(PyList_GET_ITEM(self.slot_values, s)):
                     removed = [self.slot_values[s]]
                 self.slot_values[s] = value      # the old value: in removed, or safe to release
@@ -1065,11 +1075,11 @@ cdef class LRUCache:
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
         cdef Py_ssize_t s
-        cdef object stored_key = None, value = MISSING
+        cdef object _stored_key = None, value = MISSING
         with cython.critical_section(self):
             s = self._find(key, h)
             if self._is_live(s, now):
-                stored_key = self.slot_keys[s]      # both released when this returns
+                _stored_key = self.slot_keys[s]     # both released when this returns
                 value = self.slot_values[s]
                 self._free_slot(<int32_t>s)
                 self._maybe_shrink()
@@ -1115,7 +1125,8 @@ cdef class LRUCache:
         cdef Py_ssize_t i, n = 0, free = 0, total = 0, filed = 0, in_table = 0, in_lane = 0, lane_len = 0
         cdef int32_t s, p
         with cython.critical_section(self):
-            assert len(self.slot_keys) == self.capacity and len(self.slot_values) == self.capacity, "list length != capacity"
+            assert len(self.slot_keys) == self.capacity, "key list length != capacity"
+            assert len(self.slot_values) == self.capacity, "value list length != capacity"
             s, p = self.head, -1
             while s >= 0:
                 assert n < self.capacity, "recency list has a cycle"

@@ -15,6 +15,7 @@ MAX_SID_LENGTH = 1024
 #: Lifetime of a session with no ttl option and no cookie max age: one day.
 DEFAULT_TTL = 86400.0
 
+
 def bad_sid(sid: object) -> NoReturn:
     """Raise the error for a sid that failed the fast check (never echoes the sid itself)."""
     if type(sid) is not str:
@@ -61,7 +62,6 @@ def cookie_ttl(session: object) -> float:
                     continue
                 return seconds * scale
     return DEFAULT_TTL
-
 
 
 class TtlRule:

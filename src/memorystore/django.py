@@ -136,7 +136,9 @@ def _cache_store_options(options: Mapping[str, Any]) -> dict[str, Any]:
         try:
             kwargs["max"] = int(options[_MAX_ENTRIES])
         except (TypeError, ValueError):
-            raise ImproperlyConfigured(f"MemoryStoreCache OPTIONS: MAX_ENTRIES must be an int, not {options[_MAX_ENTRIES]!r}") from None
+            raise ImproperlyConfigured(
+                f"MemoryStoreCache OPTIONS: MAX_ENTRIES must be an int, not {options[_MAX_ENTRIES]!r}"
+            ) from None
     kwargs["serializer"] = None
     return kwargs
 

@@ -225,9 +225,7 @@ class _Listener:
             # RESP2: redirect the invalidations to ourselves and subscribe to them.
             conn.send_command("CLIENT", "ID")
             client_id = conn.read_response()
-            conn.send_command(
-                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
-            )
+            conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix)
             conn.read_response()
             conn.send_command("SUBSCRIBE", _INVALIDATE_CHANNEL)
             conn.read_response()
@@ -441,10 +439,7 @@ class RedisStore:
         """True while near-cache hits can be served (listener connected, nothing pending)."""
         listener = self._listener
         return (
-            listener is not None
-            and self._listener_fork == _fork_generation
-            and not self._closed
-            and listener.quiet()
+            listener is not None and self._listener_fork == _fork_generation and not self._closed and listener.quiet()
         )
 
     # -- helpers ---------------------------------------------------------------------------

@@ -98,9 +98,7 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-    )
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 # -- the store ------------------------------------------------------------------
@@ -437,14 +435,13 @@ class MemoryStore:
         if self._stop is not None:  # a concurrent start_interval() won the race: retire its thread
             self._stop.set()
         stop = threading.Event()
+
         # When the store is collected, the weakref callback wakes the thread so it can exit.
         def wake(_ref: object, stop: threading.Event = stop) -> None:
             stop.set()
 
         ref = weakref.ref(self, wake)
-        thread = threading.Thread(
-            target=_prune_loop, args=(ref, stop, period), name="memorystore-prune", daemon=True
-        )
+        thread = threading.Thread(target=_prune_loop, args=(ref, stop, period), name="memorystore-prune", daemon=True)
         self._stop = stop
         self._thread = thread
         thread.start()
