@@ -47,27 +47,19 @@ def _memorystore(serializer: Any) -> Any:
 
 _STORE_METHODS = "get = c.get; set_ = c.set; destroy = c.destroy"
 STORES: tuple[Impl, ...] = (
-    Impl(
-        "MemoryStore-json",
-        "memorystore.store",
-        _memorystore(json),
-        set="set_(k, v)",
-        delete="destroy(k)",
-        prelude=_STORE_METHODS,
-        own=True,
-        ttl=True,
-        kind="own",
-    ),
-    Impl(
-        "MemoryStore-pickle",
-        "memorystore.store",
-        _memorystore(pickle),
-        set="set_(k, v)",
-        delete="destroy(k)",
-        prelude=_STORE_METHODS,
-        own=True,
-        ttl=True,
-        kind="own",
+    *(
+        Impl(
+            f"MemoryStore-{serializer.__name__}",
+            "memorystore.store",
+            _memorystore(serializer),
+            set="set_(k, v)",
+            delete="destroy(k)",
+            prelude=_STORE_METHODS,
+            own=True,
+            ttl=True,
+            kind="own",
+        )
+        for serializer in (json, pickle)
     ),
     IMPLEMENTATIONS_BY_NAME["cachelib.SimpleCache"],
     IMPLEMENTATIONS_BY_NAME["django.LocMemCache"],
