@@ -46,10 +46,13 @@ __all__ = [
     "DisposeCounts",
     "StoreCounts",
     "ThreadingWSGIServer",
+    "build_app",
     "default_store",
     "make_demo_server",
+    "render_page",
     "serve",
     "serve_until_interrupted",
+    "stop_on_ctrl_c",
 ]
 
 #: A visitor's session lives this long after its last change (page views change it: they count).
@@ -111,7 +114,7 @@ def default_store() -> tuple[Any, Callable[[], Any]]:
 
     counts = DisposeCounts()
     store = MemoryStore(ttl=SESSION_TTL, max=STORE_MAX, dispose=counts)
-    # Once MemoryStore has stats(): `return MemoryStore(ttl=SESSION_TTL, max=STORE_MAX), store.stats`.
+    # Once MemoryStore has stats() (SPEC), this line becomes `return store, store.stats`.
     return store, lambda: counts.stats(store, STORE_MAX)
 
 
