@@ -66,7 +66,7 @@ from typing import Any
 import redis
 
 from ._log import logger
-from ._rules import MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch
+from ._rules import MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch
 
 __all__ = ["RedisStore"]
 
@@ -559,9 +559,10 @@ class RedisStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, sid: str) -> Any:
-        """The session under ``sid`` (a fresh copy), or ``None``."""
+        """The session under ``sid`` (a fresh copy), or ``None`` (also for a ``str`` no session can have)."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return None
         near = self._near
         if near is None or self._closed:
             raw = self._client.get(self._key(sid))
@@ -598,7 +599,8 @@ class RedisStore:
     def __contains__(self, sid: object) -> bool:
         """Whether a live entry exists under ``sid`` (``EXISTS``)."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         return bool(self._client.exists(self._key(sid)))
 
     def all(self) -> dict[str, Any]:
@@ -708,10 +710,12 @@ class RedisStore:
 
         The lifetime follows MemoryStore's rules (``ttl``, else the rules
         applied to ``session``, else one day).  Returns False when no entry
-        exists.  A lifetime ``<= 0`` makes Redis remove the entry (no dispose).
+        exists (a ``str`` no session can have included).  A lifetime ``<= 0``
+        makes Redis remove the entry (no dispose).
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         seconds = self._ttl_for(sid, session, ttl)
         key = self._key(sid)
         try:

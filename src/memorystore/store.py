@@ -33,7 +33,7 @@ from typing import Any
 
 from . import _core
 from ._log import logger
-from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch, to_seconds
+from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch, to_seconds
 
 __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
@@ -248,10 +248,13 @@ class MemoryStore:
 
         Marks the entry most recently used.  An expired entry found here is
         removed (dispose reason ``"expire"``); with ``stale=True`` it is
-        returned this one last time.
+        returned this one last time.  A ``str`` no session can have (empty,
+        over-long) answers ``None``; a sid that is not exactly ``str`` raises
+        ``TypeError``.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return None
         # One atomic core call on a hit: no store lock needed (see "Locking" in the class doc).
         value = self._core_get(sid, _MISSING)
         if value is _MISSING:
@@ -266,7 +269,8 @@ class MemoryStore:
     def __contains__(self, sid: object) -> bool:
         """Whether a live entry exists under ``sid``; recency is unchanged."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         return self._core_contains(sid)
 
     def all(self) -> dict[str, Any]:
@@ -330,7 +334,9 @@ class MemoryStore:
         """Remove one session, or each of an iterable of sids (all are validated first).
 
         Dispose reason ``"delete"`` (``"expire"`` for an entry that had
-        already expired); unknown sids are ignored.
+        already expired); unknown sids, and ``str`` sids no session can have,
+        are ignored.  A sid that is not exactly ``str`` raises ``TypeError``
+        before anything is removed.
         """
         batch = sid_batch(sids)
         removed = []
@@ -354,10 +360,11 @@ class MemoryStore:
         stored value is neither re-serialized nor disposed.  A lifetime
         ``<= 0`` leaves the entry expired (it is disposed as ``"expire"``
         when next found).  Returns ``False``, changing nothing, when there is
-        no live entry.
+        no live entry (a ``str`` no session can have included).
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         seconds = self._ttl_for(sid, session, ttl)
         return self._core_touch(sid, seconds)
 
