@@ -610,6 +610,44 @@ def test_oversize_entry_not_stored_old_removed_with_set(make):
     assert store.ids() == ["b"] and len(rec.calls) == 1
 
 
+def _too_large_records(caplog):
+    return [r for r in caplog.records if r.name == "memorystore" and "not stored" in r.getMessage()]
+
+
+def test_oversize_entry_is_logged_once_a_minute_with_length_and_bound_only(make, fake_timer, caplog):
+    store = make(max=15, length=lambda value, sid: len(value))
+    sid, secret = "sid-never-logged-0123", "hunter2-" * 3
+    with caplog.at_level(logging.WARNING, logger="memorystore"):
+        store.set("fits", "x")
+        assert _too_large_records(caplog) == []  # nothing to say while entries fit
+        store.set(sid, secret)  # json adds quotes: length 26 > 15
+        [record] = _too_large_records(caplog)
+        assert record.levelno == logging.WARNING
+        message = record.getMessage()
+        assert "26" in message and "max=15" in message
+        assert sid not in message and "hunter2" not in message and "fits" not in message
+        for _ in range(5):  # within the minute: no more lines, and still nothing stored
+            fake_timer.advance(11.0)
+            store.set(sid, secret)
+            assert store.add("other", secret) is True  # nothing live there: "added", and dropped
+        assert len(_too_large_records(caplog)) == 1
+        fake_timer.advance(5.0)  # 60 s after the first line
+        store.load([("loaded", '"' + "z" * 30 + '"', 100)])
+        assert len(_too_large_records(caplog)) == 2
+        assert "32" in _too_large_records(caplog)[1].getMessage()
+    assert store.ids() == ["fits"]
+
+
+def test_oversize_warning_is_per_store(make, caplog):
+    one = make(max=3, length=lambda value, sid: len(value))
+    two = make(max=3, length=lambda value, sid: len(value))
+    with caplog.at_level(logging.WARNING, logger="memorystore"):
+        one.set("a", "long value")
+        one.set("a", "long value")
+        two.set("a", "long value")
+    assert len(_too_large_records(caplog)) == 2
+
+
 def test_length_bounds_total(make):
     rec = Recorder()
     store = make(dispose=rec, max=20, length=lambda value, sid: len(value))

@@ -39,6 +39,8 @@ __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
 #: Version of the ``save``/``restore`` file format.
 SNAPSHOT_VERSION = 1
+#: Seconds between two warnings, per store, about entries too large to be stored.
+TOO_LARGE_LOG_INTERVAL = 60.0
 
 _MISSING: Any = object()
 _INF = math.inf
@@ -178,6 +180,10 @@ class MemoryStore:
         self._dumps: Callable[[Any], Any] | None = None if serializer is None else serializer.dumps
         self._loads: Callable[[Any], Any] | None = None if serializer is None else serializer.loads
         self._timer = timer
+        # Clock of the too-large warning's rate limit: the core's (so a fake timer drives both).
+        self._clock: Callable[[], float] = timer if timer is not None else time.monotonic
+        self._too_large_lock = threading.Lock()
+        self._too_large_next_log = -_INF
 
         core = self._core_class(maxsize=max, ttl=None, timer=timer)
         self._core = core
@@ -219,6 +225,29 @@ class MemoryStore:
         if size < 0:
             raise ValueError("length() must return an int >= 0")
         return size
+
+    def _too_large(self, size: int) -> None:
+        """Note an entry the core did not store because its length exceeds ``max``.
+
+        The one place where a rejected entry is accounted for (``stats().rejected``
+        will be counted here).  Logged at WARNING with the length and the bound only
+        (never the sid or the content), at most once per ``TOO_LARGE_LOG_INTERVAL``
+        seconds of this store's clock.
+        """
+        now = self._clock()
+        if now < self._too_large_next_log or not self._too_large_lock.acquire(blocking=False):
+            return
+        try:
+            if now < self._too_large_next_log:
+                return
+            self._too_large_next_log = now + TOO_LARGE_LOG_INTERVAL
+        finally:
+            self._too_large_lock.release()
+        logger.warning(
+            "an entry of length %d is longer than max=%d: not stored (logged at most once a minute per store)",
+            size,
+            self._max,
+        )
 
     def _prepare(self, sid: str, session: Any, ttl: Any) -> tuple[Any, float, Any]:
         """Everything a write needs, computed with no lock held: (stored value, seconds, size)."""
@@ -304,7 +333,9 @@ class MemoryStore:
         ``ttl`` overrides the ttl option for this call (``math.inf``: never
         expires; ``<= 0``: removes the entry).  If the ttl callable or the
         serializer raises, the exception propagates and the store is unchanged.
-        An entry longer than ``max`` is not stored (an old one is removed).
+        An entry longer than ``max`` is not stored (an old one is removed);
+        that is logged at WARNING with its length and ``max`` (never the sid or
+        the content), at most once a minute per store.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
             bad_sid(sid)
@@ -315,6 +346,8 @@ class MemoryStore:
         value = session if self._dumps is None else self._dumps(session)
         size = None if self._length is None else self._measure(value, sid)
         removed = self._core_put(sid, value, seconds, size)  # one atomic core operation: no store lock
+        if size is not None and self._max is not None and size > self._max:
+            self._too_large(size)
         if removed and self._dispose is not None:
             self._notify(removed)
 
@@ -326,6 +359,8 @@ class MemoryStore:
         removed = self._core_put(sid, value, seconds, size, True)  # atomic create-if-absent in the core
         if removed is None:
             return False
+        if size is not None and self._max is not None and size > self._max:
+            self._too_large(size)
         if removed and self._dispose is not None:
             self._notify(removed)
         return True
@@ -518,6 +553,10 @@ class MemoryStore:
         with self._lock:
             for sid, value, seconds, size in batch:
                 removed.extend(self._core_put(sid, value, seconds, size))
+        if self._max is not None and self._length is not None:
+            for _, _, _, size in batch:
+                if size > self._max:
+                    self._too_large(size)
         logger.debug("loaded %d entries", len(batch))
         if removed:
             self._notify(removed)
