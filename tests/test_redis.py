@@ -14,6 +14,7 @@ second.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import inspect
 import json
@@ -387,6 +388,8 @@ def test_expiry_is_done_by_redis(make_store: Callable[..., RedisStore], raw: Any
         ({"serializer": object()}, TypeError),
         ({"dispose": 42}, TypeError),
         ({"near_cache": {}}, TypeError),
+        ({"near_cache": MemoryStore(dispose=print)}, ValueError),  # entries leave it whenever Redis changes
+        ({"near_cache": MemoryStore(stale=True)}, ValueError),  # a stale copy disagrees with Redis
         ({"prefix": b"sess:"}, TypeError),
     ],
 )
@@ -685,7 +688,8 @@ def test_decode_responses_and_resp3_clients(redis_url: str, prefix: str, stores:
         assert store.all() == {"s": {"v": options}}
         wait_until(lambda: store.near_cache_active)
         assert store.get("s") == {"v": options}
-        assert store.near_cache.get("s") == {"v": options}
+        [(sid, kept, _)] = store.near_cache.dump()
+        assert sid == "s" and kept == client.get(prefix + "s")  # as the client returned it (str or bytes)
         client.set(prefix + "s", json.dumps("changed elsewhere"))
         assert store.get("s") == "changed elsewhere"
         store.clear()
@@ -736,6 +740,62 @@ def test_near_cache_serves_repeated_reads(make_store: Callable[..., RedisStore],
     assert store.get("s") == {"v": 1}  # the near cache hands out copies too
     assert store.get("missing") is None
     assert client.calls["GET"] == 2  # misses are not cached
+
+
+NEAR_SESSION = {
+    "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    "cart": [1, 2],
+    "seen": (3, 4),
+}
+
+
+@pytest.mark.parametrize(
+    ("redis_serializer", "near_serializer", "session"),
+    [
+        pytest.param(pickle, json, NEAR_SESSION, id="pickle-over-json-near"),  # the reported case
+        pytest.param(pickle, None, NEAR_SESSION, id="pickle-over-no-serializer-near"),
+        pytest.param(json, pickle, {"cart": [1, 2], "user": "ann"}, id="json-over-pickle-near"),
+        pytest.param(None, json, b"\x00raw \xffbytes", id="raw-bytes"),
+    ],
+)
+def test_near_cache_keeps_the_bytes_from_redis_and_decodes_each_hit(
+    make_store: Callable[..., RedisStore],
+    client: SpyRedis,
+    raw: Any,
+    prefix: str,
+    redis_serializer: Any,
+    near_serializer: Any,
+    session: Any,
+) -> None:
+    near = MemoryStore(ttl=60, serializer=near_serializer)
+    store = make_store(serializer=redis_serializer, near_cache=near)
+    store.set("s", session)
+    settle(store)
+    assert store.get("s") == session  # from Redis, filling the near cache
+    gets = client.calls["GET"]
+    hits = [store.get("s") for _ in range(3)]
+    assert client.calls["GET"] == gets  # all three from the near cache
+    assert hits == [session] * 3
+    [(sid, kept, _)] = near.dump()
+    assert sid == "s" and kept == raw.get(prefix + "s")  # the very bytes Redis holds
+    if isinstance(session, dict):
+        assert hits[0] is not hits[1]  # each hit is decoded afresh: a copy
+        hits[0]["cart"].append("mutated")
+        assert store.get("s") == session
+        assert client.calls["GET"] == gets
+
+
+def test_near_cache_bound_counts_the_bytes_from_redis(make_store: Callable[..., RedisStore], client: SpyRedis) -> None:
+    near = MemoryStore(ttl=60, max=40, length=lambda value, sid: len(value))
+    store = make_store(serializer=pickle, near_cache=near)
+    store.set("small", 1)
+    store.set("big", "x" * 100)
+    settle(store)
+    assert store.get("small") == 1 and store.get("big") == "x" * 100
+    assert near.ids() == ["small"]  # the big one is read from Redis every time, never kept locally
+    gets = client.calls["GET"]
+    assert store.get("big") == "x" * 100 and store.get("small") == 1
+    assert client.calls["GET"] == gets + 1
 
 
 def test_near_cache_sees_writes_through_this_store(make_store: Callable[..., RedisStore], client: SpyRedis) -> None:

@@ -31,7 +31,9 @@ BCAST PREFIX <prefix>`` (redirected to itself and subscribed to
 thread drops the local copy of every key the server reports as modified -- by
 any client, in any process or language, including expiry and ``FLUSHDB``.
 Writes through this store drop the local copy themselves as well, so a process
-always reads its own writes.
+always reads its own writes.  The near cache keeps each value as the bytes Redis
+sent (its own serializer is not used) and this store decodes them on every hit,
+so a hit is a fresh copy and holds whatever this store's serializer can.
 
 A near-cache hit is served only while the listener is connected and has
 nothing unread: before each hit the store polls the listener's socket and
@@ -67,6 +69,7 @@ import redis
 
 from ._log import logger
 from ._rules import MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch
+from .store import MemoryStore
 
 __all__ = ["RedisStore"]
 
@@ -353,7 +356,10 @@ class RedisStore:
     the values as given (str/bytes) and ``get`` returns what Redis returns.
     ``dispose(sid, session, reason)``: reasons ``"delete"`` and ``"set"``
     only.  ``near_cache``: a :class:`~memorystore.MemoryStore` used as a
-    coherent local cache of reads (its ``ttl`` bounds how long a copy is kept).
+    coherent local cache of reads (its ``ttl`` bounds how long a copy is kept,
+    its ``max``/``length`` bound what it keeps).  It keeps the values as Redis
+    sent them and this store decodes them on each hit, so its own serializer
+    is not used; it must have no ``dispose`` and no ``stale``.
     """
 
     def __init__(
@@ -377,10 +383,16 @@ class RedisStore:
             raise TypeError("serializer must have dumps() and loads(), or be None")
         if dispose is not None and not callable(dispose):
             raise TypeError("dispose must be callable or None")
-        if near_cache is not None and not all(
-            callable(getattr(near_cache, name, None)) for name in ("get", "set", "destroy", "clear")
-        ):
-            raise TypeError("near_cache must be a MemoryStore (or None)")
+        if near_cache is not None:
+            if not isinstance(near_cache, MemoryStore):
+                raise TypeError(f"near_cache must be a MemoryStore or None, not {type(near_cache).__name__}")
+            if near_cache._dispose is not None:
+                raise ValueError(
+                    "a near cache takes no dispose: its entries are copies that leave whenever Redis "
+                    "changes; give dispose to the RedisStore"
+                )
+            if near_cache._stale:
+                raise ValueError("a near cache cannot serve stale reads (stale=True): it must agree with Redis")
 
         if isinstance(client_or_url, str):
             self._client = redis.Redis.from_url(client_or_url)
@@ -527,9 +539,15 @@ class RedisStore:
             if sids:
                 near.destroy(sids)
 
-    def _near_fill(self, sid: str, session: Any, gen: int, remaining: float) -> None:
-        """Keep a copy of a session just read from Redis, unless an invalidation came meanwhile."""
+    def _near_fill(self, sid: str, raw: Any, session: Any, gen: int, remaining: float) -> None:
+        """Keep the bytes of a session just read from Redis, unless an invalidation came meanwhile.
+
+        The near cache holds ``raw`` exactly as Redis sent it, and each hit decodes
+        it with this store's serializer: a fresh copy, whatever either serializer is.
+        ``session`` (decoded) is only for a ttl callable of the near cache.
+        """
         near = self._near
+        assert near is not None
         seconds = remaining
         if self._near_ttl_for is not None:
             try:
@@ -542,7 +560,10 @@ class RedisStore:
             listener = self._listener
             if self._gen != gen or listener is None or not listener.healthy or self._closed:
                 return
-            near.set(sid, session, ttl=seconds)
+            try:
+                near._put_stored(sid, raw, seconds)
+            except Exception:  # noqa: BLE001 - a failing length() of the near cache: do not cache
+                logger.debug("near cache: keeping a copy failed", exc_info=True)
 
     def _after_fork(self) -> None:
         """In a forked child: fresh locks and an empty near cache (the listener restarts lazily)."""
@@ -569,9 +590,9 @@ class RedisStore:
             return None if raw is None else self._decode(raw)
         listener = self._ensure_listener()
         if listener is not None and listener.quiet():
-            session = near.get(sid)
-            if session is not None:
-                return session
+            cached = near._get_stored(sid)
+            if cached is not None:
+                return self._decode(cached)
         gen = self._gen
         started = time.monotonic()
         key = self._key(sid)
@@ -593,7 +614,7 @@ class RedisStore:
         else:
             remaining = 0.0
         if remaining > 0:
-            self._near_fill(sid, session, gen, remaining)
+            self._near_fill(sid, raw, session, gen, remaining)
         return session
 
     def __contains__(self, sid: object) -> bool:

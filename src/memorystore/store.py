@@ -662,6 +662,24 @@ class MemoryStore:
         logger.debug("restored %d of %d entries", count, len(entries))
         return count
 
+    # -- stored values as they are: a RedisStore's near cache ---------------------------
+    # The near cache keeps the bytes as Redis sent them and the RedisStore decodes them
+    # on each hit, so this store's serializer is not used on these two paths; a near
+    # cache has no dispose and no stale reads (RedisStore refuses them).
+
+    def _get_stored(self, sid: str) -> Any:
+        """The stored value under ``sid`` as it is (nothing decoded), or ``None``; marks it used."""
+        value = self._core_get(sid, _MISSING)
+        if value is _MISSING:
+            self._core_pop_expired(sid, _MISSING)  # found expired: drop it now
+            return None
+        return value
+
+    def _put_stored(self, sid: str, value: Any, seconds: float) -> None:
+        """Store an already serialized value for ``seconds``; one too long for ``max`` is not kept."""
+        size = None if self._length is None else self._measure(value, sid)
+        self._core_put(sid, value, seconds, size)
+
     # -- misc -----------------------------------------------------------------------
 
     @property
