@@ -901,6 +901,37 @@ def test_fill_is_dropped_when_an_invalidation_arrives_meanwhile(
 # -- the server going away and coming back -------------------------------------------------------------------------
 
 
+DOWN_SERVER_CHILD = textwrap.dedent(
+    """
+    import sys
+    import redis
+    from memorystore import MemoryStore
+    from memorystore.redis import RedisStore
+
+    store = RedisStore(sys.argv[1], near_cache=MemoryStore(ttl=30))
+    try:
+        store.get("s")
+    except redis.exceptions.ConnectionError:
+        print("get: redis ConnectionError")
+    store.close()
+    """
+)
+
+
+def test_a_server_that_is_down_is_one_warning_line_at_construction() -> None:
+    """No 30-line traceback for a server that is not there: one line naming the redis error."""
+    url = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-c", DOWN_SERVER_CHILD, url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "get: redis ConnectionError\n"  # the store still raises redis's own errors
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot reach Redis (redis.exceptions.ConnectionError: " in lines[0]
+    assert "Traceback" not in result.stderr
+
+
 def test_server_restart_raises_redis_errors_and_never_serves_stale_copies(private_server: RedisServer) -> None:
     client = SpyRedis.from_url(private_server.url, socket_timeout=2, socket_connect_timeout=0.5)
     near = MemoryStore(ttl=60)

@@ -180,8 +180,15 @@ class _Listener:
         """Connect once in the caller's thread (errors are logged), then run the thread."""
         try:
             self._connect()
-        except Exception:  # noqa: BLE001 - the thread retries
-            logger.warning("near cache: listener could not connect; retrying in the background", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - the thread retries
+            # One line (a server that is down is not a bug to trace); the traceback is at DEBUG.
+            logger.warning(
+                "near cache: cannot reach Redis (%s.%s: %s); near cache bypassed, retrying in the background",
+                type(exc).__module__,
+                type(exc).__qualname__,
+                str(exc).replace("\n", " "),
+            )
+            logger.debug("near cache: listener connection failure", exc_info=True)
             self._drop_connection()
         thread = threading.Thread(target=self._run, name="memorystore-redis-invalidate", daemon=True)
         self._thread = thread
