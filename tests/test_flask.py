@@ -504,7 +504,7 @@ def test_flask_session_cachelib_route_honours_the_lifetime(store_cls: type, fake
     flask_session = pytest.importorskip("flask_session")
     cachelib_adapter = pytest.importorskip("memorystore.cachelib")
 
-    backend = cachelib_adapter.MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle))
+    backend = cachelib_adapter.MemoryStoreCache(store=store_cls(timer=fake_timer, serializer=None))
     app = Flask(__name__)
     app.secret_key = "k"
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=backend, PERMANENT_SESSION_LIFETIME=100)

@@ -1186,7 +1186,7 @@ def test_cachelib_adapter_over_a_redis_store(make_store: Callable[..., RedisStor
     pytest.importorskip("cachelib")
     from memorystore.cachelib import MemoryStoreCache
 
-    cache = MemoryStoreCache(make_store(serializer=pickle), default_timeout=60)
+    cache = MemoryStoreCache(60, store=make_store(serializer=None))
     assert cache.set("k", {"when": timedelta(seconds=1)}) is True
     assert cache.get("k") == {"when": timedelta(seconds=1)}
     assert 59_000 < raw.pttl(prefix + "k") <= 60_000
