@@ -54,7 +54,9 @@ class Recorder:
         ({"ttl": timedelta(seconds=-5)}, ValueError),
         ({"max": 0}, ValueError),
         ({"max": -3}, ValueError),
-        ({"max": 2.5}, ValueError),
+        ({"max": 2.5}, TypeError),
+        ({"max": 10.0}, TypeError),
+        ({"max": 1e6}, TypeError),
         ({"max": True}, TypeError),
         ({"max": "10"}, TypeError),
         ({"check_period": -1}, ValueError),
@@ -72,6 +74,19 @@ class Recorder:
 def test_bad_options_raise_at_construction(store_cls, options, error):
     with pytest.raises(error):
         store_cls(**options)
+
+
+@pytest.mark.parametrize("bound", [True, False, 0, -1, 1.5, 2.0, 10.0, 1e6, "3", b"3"], ids=repr)
+def test_a_bad_bound_is_the_same_error_in_the_store_and_its_core(store_cls, lru_impl, bound):
+    """One rule for max and maxsize: an int >= 1 or None (TypeError for any other type, floats included)."""
+    with pytest.raises((TypeError, ValueError)) as core_error:
+        lru_impl.LRUCache(bound)
+    with pytest.raises((TypeError, ValueError)) as store_error:
+        store_cls(max=bound)
+    assert type(store_error.value) is type(core_error.value)
+    assert "an int >= 1 or None" in str(store_error.value)
+    if isinstance(bound, float):
+        assert "1e6" in str(store_error.value)  # says how to write it
 
 
 def test_options_are_keyword_only(store_cls):

@@ -153,12 +153,13 @@ class MemoryStore:
         self._ttl_rule = TtlRule(ttl)
         self._ttl_const = self._ttl_rule.const  # the hot path of set() reads it directly
         if max is not None:
-            if isinstance(max, bool) or not isinstance(max, (int, float)):
-                raise TypeError(f"max must be an int or None, not {type(max).__name__}")
-            if not isinstance(max, int):
-                raise ValueError("max must be a whole number (an int >= 1)")
+            # The core's rules (TypeError for anything but an int, floats included; ValueError below 1),
+            # checked here so the message names the store's option.
+            if isinstance(max, bool) or not isinstance(max, int):
+                hint = " (write 1_000_000, not 1e6)" if isinstance(max, float) else ""
+                raise TypeError(f"max must be an int >= 1 or None, not {type(max).__name__}{hint}")
             if max < 1:
-                raise ValueError("max must be >= 1 or None")
+                raise ValueError(f"max must be an int >= 1 or None, not {max}")
         if length is not None and not callable(length):
             raise TypeError("length must be callable or None")
         if dispose is not None and not callable(dispose):
