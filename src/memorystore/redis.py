@@ -353,7 +353,7 @@ class _Listener:
 
 
 class RedisStore:
-    """Sessions in Redis, with MemoryStore's methods (see the module docstring and SPEC).
+    """Sessions in Redis, with MemoryStore's methods and semantics (see the module docstring).
 
     ``client_or_url``: a redis-py client (or a compatible one such as
     valkey-py's) or a ``redis://``/``rediss://``/``unix://`` URL; a client made

@@ -107,7 +107,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class MemoryStore:
-    """A thread-safe session store in process memory (see SPEC "The store").
+    """A thread-safe session store in process memory (the module docstring and the README say more).
 
     All durations are seconds (int/float) or ``datetime.timedelta``.
     ``ttl``: lifetime of a session (a number, or ``ttl(sid, session)``); when
