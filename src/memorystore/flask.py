@@ -138,7 +138,7 @@ class MemoryStoreSessionInterface(SessionInterface):
     session_class = MemoryStoreSession
     pickle_based = False
     #: Encodes a session's dict to the text kept in the store, and back: Flask's tagged JSON.
-    serializer = session_json_serializer
+    serializer: Any = session_json_serializer
 
     def __init__(self, store: Any = None, *, key_prefix: str = "") -> None:
         if type(key_prefix) is not str:

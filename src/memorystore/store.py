@@ -554,9 +554,9 @@ class MemoryStore:
         with self._lock:
             for sid, value, seconds, size in batch:
                 removed.extend(self._core_put(sid, value, seconds, size))
-        if self._max is not None and self._length is not None:
+        if self._max is not None:
             for _, _, _, size in batch:
-                if size > self._max:
+                if size is not None and size > self._max:
                     self._too_large(size)
         logger.debug("loaded %d entries", len(batch))
         if removed:
