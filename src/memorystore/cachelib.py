@@ -122,7 +122,7 @@ class MemoryStoreCache(BaseCache):
                     "MemoryStoreCache encodes values with its cachelib serializer (cache.serializer = ...); "
                     "the default store keeps those bytes as they are, so it takes no serializer option"
                 )
-            if threshold and "max" in store_options:
+            if threshold is not None and "max" in store_options:
                 raise TypeError("give threshold or max, not both (threshold is cachelib's name for the bound)")
             if threshold:
                 store_options["max"] = threshold
