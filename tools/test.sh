@@ -49,9 +49,14 @@ VENV="$ENVS/py-main"
 START=$SECONDS
 RESULTS=()
 FAILED=0
+CURRENT=""  # the step running now: if the run ends inside it, it did not pass
 
 finish() {
     local rc=$?
+    if [ -n "$CURRENT" ]; then
+        RESULTS+=("FAIL  $(printf '%4ds' $((SECONDS - CURRENT_START)))  $CURRENT (interrupted)")
+        FAILED=1
+    fi
     [ "$FAILED" -ne 0 ] && rc=1
     printf '\n=== summary (%dm%02ds)\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60))
     printf '%s\n' "${RESULTS[@]}"
@@ -68,13 +73,18 @@ finish() {
     exit "$rc"
 }
 trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # step NAME COMMAND...: run one step, time it, and record PASS or FAIL (the run goes on).
 step() {
     local name=$1 started=$SECONDS rc=0
     shift
     printf '\n=== %s\n' "$name"
+    CURRENT=$name CURRENT_START=$started
     "$@" || rc=$?
+    CURRENT=""
     local took=$((SECONDS - started))
     if [ "$rc" -eq 0 ]; then
         RESULTS+=("PASS  $(printf '%4ds' "$took")  $name")
