@@ -6,9 +6,10 @@ Usage::
     python bench/memory.py --json bench/results/memory.json
     python bench/summarize.py bench/results/latest.json --memory bench/results/memory.json > bench/results/latest.md
 
-Ratios are ``peer ns / memorystore ns`` (above 1: memorystore is faster),
-against the compiled core, or its TTL variant for TTL peers.  The report ends
-with a verdict for each target of issue #5.
+Ratios are ``row ns / reference ns``, the reference being the compiled core,
+or its TTL variant for rows with a TTL (``memorystore._bench.RATIO_LEGEND``
+says it in the report).  The report carries the noise warning and this run's
+measured spread, and a verdict for each target of issue #5.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from collections import defaultdict
 from importlib import metadata
 from typing import Any
 
-from memorystore._bench import IMPLEMENTATIONS_BY_NAME, OP_TITLES, OPS, reference_for
+from memorystore._bench import (
+    IMPLEMENTATIONS_BY_NAME,
+    NOISE_WARNING,
+    OP_TITLES,
+    OPS,
+    RATIO_LEGEND,
+    noise_summary,
+    reference_for,
+)
 
 PACKAGES = ("memorystore", "Cython", "cachebox", "cachetools", "lru-dict", "cachelib", "Django", "pytest-benchmark")
 
@@ -56,6 +65,16 @@ def per_op(benchmarks: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if info.get("op") in OPS and "ns_per_op" in info:
             table[info["impl"]][info["op"]] = info["ns_per_op"]
     return table
+
+
+def spreads(benchmarks: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{impl: {op: iqr / median}}`` of the per-operation benchmarks, from pytest-benchmark's stats."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for bench in benchmarks:
+        info, stats = bench.get("extra_info", {}), bench.get("stats", {})
+        if info.get("op") in OPS and stats.get("median") and "iqr" in stats:
+            out[info["impl"]][info["op"]] = stats["iqr"] / stats["median"]
+    return out
 
 
 def _ratio_cell(table: dict[str, dict[str, float]], name: str, op: str) -> str:
@@ -253,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- versions: {_versions()}",
         f"- per-op: capacity {capacity}, random 37-char str keys (fixed seed), 1000 ops per round, median round / 1000",
         "",
-        "Ratios: peer ns / memorystore compiled core ns (its TTL variant for TTL peers); above 1.00 memorystore is faster.",
-        "The machine was shared with other jobs while this ran: compare ratios, not absolute times.",
+        "Ratios: " + RATIO_LEGEND + " (Reference rows are in bold.)",
+        "",
+        NOISE_WARNING,
+        noise_summary(spreads(benchmarks)),
         "",
         "## Targets of issue #5",
         "",

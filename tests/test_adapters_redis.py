@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import assert_flask_types_survive
 
 from memorystore.wsgi import SessionMiddleware
 
 redis = pytest.importorskip("redis")
 flask = pytest.importorskip("flask")
+session_json_serializer = flask.sessions.session_json_serializer
 webtest = pytest.importorskip("webtest")
 
 # The session-scoped throwaway server of test_redis.py (it skips when there is no Redis).
@@ -41,6 +43,29 @@ def redis_store(redis_url: str, raw: Any) -> Iterator[RedisStore]:
         keys = list(raw.scan_iter(match=prefix + "*", count=1000))
         if keys:
             raw.delete(*keys)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({}, id="json"),
+        pytest.param({"serializer": pickle}, id="pickle"),
+        pytest.param({"serializer": None}, id="no-serializer"),
+        pytest.param({"serializer": pickle, "near_cache": "near"}, id="pickle-near-cache"),
+    ],
+)
+def test_flask_session_types_on_redis(redis_url: str, raw: Any, options: dict[str, Any]) -> None:
+    from memorystore import MemoryStore
+
+    if options.get("near_cache") == "near":
+        options = {**options, "near_cache": MemoryStore(ttl=30)}
+    prefix = f"msa-{uuid.uuid4().hex[:12]}:"
+    with RedisStore(redis_url, prefix=prefix, **options) as store:
+        try:
+            assert_flask_types_survive(MemoryStoreSessionInterface(store))
+            assert len(store) == 1
+        finally:
+            store.clear()
 
 
 def test_flask_interface_on_redis(redis_store: RedisStore, raw: Any) -> None:
@@ -84,7 +109,7 @@ def test_flask_interface_on_redis(redis_store: RedisStore, raw: Any) -> None:
     client.get("/login")
     new_sid = client.get_cookie("session").value.rpartition(".")[0]
     assert new_sid != sid and sid not in redis_store
-    assert redis_store.get(new_sid) == {"n": 2}
+    assert session_json_serializer.loads(redis_store.get(new_sid)) == {"n": 2}  # Flask's tagged JSON text
 
     client.get("/clear")
     assert len(redis_store) == 0
@@ -92,8 +117,10 @@ def test_flask_interface_on_redis(redis_store: RedisStore, raw: Any) -> None:
 
 
 def test_cachelib_on_redis(redis_store: RedisStore, redis_url: str) -> None:
-    store = RedisStore(redis_url, prefix=redis_store.prefix, serializer=pickle)
-    cache = MemoryStoreCache(store)
+    with pytest.raises(TypeError, match="serializer=None"):
+        MemoryStoreCache(store=redis_store)  # json cannot hold the cache's pickled bytes
+    store = RedisStore(redis_url, prefix=redis_store.prefix, serializer=None)
+    cache = MemoryStoreCache(store=store)
     assert cache.set("k", {"a": (1, 2)}) is True
     assert cache.get("k") == {"a": (1, 2)}
     assert cache.add("k", "other") is False

@@ -102,8 +102,14 @@ def test_errors_propagate_like_the_sync_store(store_cls):
     facade = AsyncMemoryStore(store_cls())
 
     async def main():
+        assert await facade.get("") is None  # a str no session can have: absent
+        assert await facade.has("x" * 1025) is False
+        assert await facade.touch("") is False
+        await facade.destroy(["", "x" * 1025])
+        with pytest.raises(TypeError):
+            await facade.get(b"a")  # not a str: a TypeError, as in the sync store
         with pytest.raises(ValueError):
-            await facade.get("")
+            await facade.set("", {})  # writes still refuse it
         with pytest.raises(TypeError):
             await facade.set("a", object())  # json cannot serialize it
         assert await facade.get("a") is None

@@ -131,3 +131,58 @@ def test_importing_memorystore_imports_no_peer() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_table_ends_with_a_true_legend_and_the_noise_of_this_run(quick_run: tuple[int, str, str]) -> None:
+    out = quick_run[1]
+    assert _bench.RATIO_LEGEND in out and _bench.NOISE_WARNING in out
+    assert re.search(r"^Noise in this run: the rounds of one cell spread by \d+%", out, re.M)
+    assert "> 1 means memorystore is faster" not in out  # the old legend, wrong on memorystore's own rows
+    rows = _table(out)
+    # Each ratio is the row's ns over the reference the legend names (rounding of the printed cells aside).
+    for name, reference in (
+        ("memorystore-py", "memorystore-c"),
+        ("MemoryStore", "memorystore-c-ttl"),
+        ("dict", "memorystore-c"),
+    ):
+        for cell, ref_cell in zip(rows[name], rows[reference]):
+            if cell == "-":
+                continue
+            ratio = float(CELL.match(cell).group(3))  # type: ignore[union-attr]
+            assert ratio == pytest.approx(_ns(cell) / _ns(ref_cell), rel=0.05, abs=0.01), (name, cell, ref_cell)
+    for reference in ("memorystore-c", "memorystore-c-ttl"):
+        assert all("(" not in cell for cell in rows[reference])
+
+
+def test_summarize_report_carries_the_legend_and_the_measured_noise(tmp_path: pytest.TempPathFactory) -> None:
+    """bench/summarize.py on a small pytest-benchmark JSON: same legend, noise from the benchmarks' own stats."""
+    import importlib.util
+    import io
+    import json
+    from contextlib import redirect_stdout
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "summarize.py"
+    if not path.exists():
+        pytest.skip("bench/summarize.py is not in this tree (an installed-package run)")
+    spec = importlib.util.spec_from_file_location("summarize", path)
+    summarize = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(summarize)  # type: ignore[union-attr]
+    timings = {"memorystore-c": 100.0, "memorystore-c-ttl": 120.0, "memorystore-py": 900.0, "MemoryStore": 240.0}
+    benchmarks = [
+        {
+            "extra_info": {"impl": impl, "op": "get_hit", "ns_per_op": ns},
+            "stats": {"median": ns * 1000, "iqr": ns * 1000 * (0.5 if impl == "memorystore-py" else 0.1)},
+        }
+        for impl, ns in timings.items()
+    ]
+    source = tmp_path / "bench.json"  # type: ignore[operator]
+    source.write_text(json.dumps({"benchmarks": benchmarks, "machine_info": {}, "datetime": "now"}))
+    report = io.StringIO()
+    with redirect_stdout(report):
+        assert summarize.main([str(source)]) == 0
+    text = report.getvalue()
+    assert _bench.RATIO_LEGEND in text and _bench.NOISE_WARNING in text
+    assert "spread by 10%" in text and "worst 50% (memorystore-py, get hit)" in text
+    assert "| memorystore-py | 900 (9.00x) |" in text  # over memorystore-c
+    assert "| MemoryStore | 240 (2.00x) |" in text  # over memorystore-c-ttl

@@ -16,7 +16,7 @@ MemoryStoreCache = pytest.importorskip("memorystore.cachelib").MemoryStoreCache
 
 @pytest.fixture
 def cache(store_cls: type, fake_timer: Any) -> MemoryStoreCache:
-    return MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle), default_timeout=300)
+    return MemoryStoreCache(300, store=store_cls(timer=fake_timer, serializer=None))
 
 
 def test_is_a_cachelib_cache(cache: MemoryStoreCache) -> None:
@@ -52,7 +52,7 @@ def test_timeout_zero_never_expires(cache: MemoryStoreCache, fake_timer: Any) ->
 
 
 def test_default_timeout_zero_never_expires(store_cls: type, fake_timer: Any) -> None:
-    cache = MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle), default_timeout=0)
+    cache = MemoryStoreCache(0, store=store_cls(timer=fake_timer, serializer=None))
     cache.set("k", 1)
     fake_timer.advance(10**9)
     assert cache.get("k") == 1
@@ -80,7 +80,7 @@ def test_timedelta_timeout_rounds_up_to_whole_seconds(
 
 
 def test_timedelta_default_timeout(store_cls: type, fake_timer: Any) -> None:
-    cache = MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle), default_timeout=dt.timedelta(minutes=1))
+    cache = MemoryStoreCache(dt.timedelta(minutes=1), store=store_cls(timer=fake_timer, serializer=None))
     cache.set("k", 1)
     fake_timer.advance(59)
     assert cache.has("k")
@@ -216,8 +216,11 @@ def test_default_store_holds_any_picklable_value() -> None:
     cache.set("k", value)
     assert cache.get("k") == value
     assert cache.get("k") is not value
-    with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
-        cache.set("bad", lambda: None)
+    try:
+        stored = cache.set("bad", lambda: None)  # cachelib's serializer answers None (and logs) for some
+    except (pickle.PicklingError, AttributeError):  # ...and lets others through, as in SimpleCache
+        stored = False
+    assert stored is False
     assert not cache.has("bad")
 
 
@@ -228,17 +231,137 @@ def test_store_options_build_the_default_store(fake_timer: Any) -> None:
     assert cache.get("a") is None  # least recently used went first
 
 
-def test_store_options_with_an_explicit_store_are_refused(store_cls: type) -> None:
-    with pytest.raises(TypeError):
-        MemoryStoreCache(store_cls(), max=10)
-
-
-def test_a_passed_store_is_used_as_is(store_cls: type) -> None:
-    store = store_cls(serializer=None)  # no copies, by the user's choice
-    cache = MemoryStoreCache(store)
-    value = {"a": 1}
+def test_a_passed_store_keeps_the_serialized_bytes(store_cls: type) -> None:
+    store = store_cls(serializer=None)
+    cache = MemoryStoreCache(store=store)
+    value = {"a": [1]}
     cache.set("k", value)
-    assert cache.get("k") is value
+    assert isinstance(store.get("k"), bytes) and pickle.loads(store.get("k")) == value
+    assert cache.get("k") == value and cache.get("k") is not value  # a copy
+
+
+# -- cachelib's constructor, and bad arguments refused at construction -----------------------------
+
+
+def test_constructor_is_cachelibs() -> None:
+    """default_timeout first and positional, as every cachelib cache; the rest are keywords."""
+    import inspect
+
+    ours = inspect.signature(MemoryStoreCache)
+    params = list(ours.parameters.values())
+    assert params[0].name == "default_timeout" and params[0].default == 300
+    assert params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for name, default in (("store", None), ("threshold", None), ("ignore_delete_many_errors", False)):
+        assert ours.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert ours.parameters[name].default == default
+    simple = inspect.signature(cachelib.SimpleCache)
+    assert {"threshold", "default_timeout", "ignore_delete_many_errors"} <= set(simple.parameters)
+
+
+def test_cachelib_style_construction(fake_timer: Any) -> None:
+    cache = MemoryStoreCache(600, threshold=2, ignore_delete_many_errors=False, timer=fake_timer)
+    assert cache.default_timeout == 600 and cache.ignore_delete_many_errors is False
+    cache.set_many({"a": 1, "b": 2, "c": 3})
+    assert len(cache.store) == 2 and cache.get("a") is None  # threshold is the bound
+    fake_timer.advance(599)
+    assert cache.get("c") == 3
+    fake_timer.advance(1)
+    assert cache.get("c") is None  # the positional default_timeout applies
+    assert cache.delete_many("b", "c", "never-there") == ["b", "c", "never-there"]
+    assert MemoryStoreCache(ignore_delete_many_errors=True).ignore_delete_many_errors is True
+
+
+@pytest.mark.parametrize("threshold", [None, 0])
+def test_threshold_none_or_zero_is_no_bound(threshold: int | None) -> None:
+    cache = MemoryStoreCache(threshold=threshold)
+    cache.set_many({f"k{i}": i for i in range(1000)})
+    assert len(cache.store) == 1000
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda cls: MemoryStoreCache(cls(serializer=None)), TypeError, "store=..."),  # the old positional store
+        (lambda cls: MemoryStoreCache("300"), TypeError, "default_timeout"),
+        (lambda cls: MemoryStoreCache(True), TypeError, "default_timeout"),
+        (lambda cls: MemoryStoreCache(threshold=-1), ValueError, "threshold"),
+        (lambda cls: MemoryStoreCache(threshold=10.0), TypeError, "threshold"),
+        (lambda cls: MemoryStoreCache(threshold="10"), TypeError, "threshold"),
+        (lambda cls: MemoryStoreCache(threshold=10, max=10), TypeError, "not both"),
+        (lambda cls: MemoryStoreCache(threshold=0, max=10), TypeError, "not both"),
+        (lambda cls: MemoryStoreCache(serializer=None), TypeError, "cache.serializer"),
+        (lambda cls: MemoryStoreCache(no_such_option=1), TypeError, "no_such_option"),
+        (lambda cls: MemoryStoreCache(store=cls(serializer=None), max=10), TypeError, "default store only"),
+        (lambda cls: MemoryStoreCache(store=cls(serializer=None), threshold=10), TypeError, "default store only"),
+        (lambda cls: MemoryStoreCache(store=cls()), TypeError, "serializer=None"),  # json cannot hold bytes
+        (lambda cls: MemoryStoreCache(store={}), TypeError, "MemoryStore"),
+        (lambda cls: MemoryStoreCache(max=0), ValueError, "max"),
+    ],
+    ids=[
+        "positional-store",
+        "str-timeout",
+        "bool-timeout",
+        "negative-threshold",
+        "float-threshold",
+        "str-threshold",
+        "threshold-and-max",
+        "threshold-zero-and-max",
+        "serializer-option",
+        "unknown-option",
+        "store-and-option",
+        "store-and-threshold",
+        "json-store",
+        "not-a-store",
+        "max-zero",
+    ],
+)
+def test_bad_arguments_fail_at_construction(store_cls: type, make: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        make(store_cls)
+
+
+# -- the serializer: cachelib's protocol, reassignable ------------------------------------------------
+
+
+def test_default_serializer_is_cachelibs_pickle(cache: MemoryStoreCache) -> None:
+    assert isinstance(cache.serializer, cachelib.serializers.SimpleSerializer)
+    cache.set("k", {"when": dt.datetime(2026, 1, 1)})
+    assert pickle.loads(cache.store.get("k")) == {"when": dt.datetime(2026, 1, 1)}
+
+
+def test_an_assigned_serializer_is_honoured(cache: MemoryStoreCache) -> None:
+    import json
+
+    cache.serializer = cachelib.serializers.JSONSerializer()
+    assert cache.set("k", {"a": [1, 2]}) is True
+    assert json.loads(cache.store.get("k")) == {"a": [1, 2]}  # the store holds the JSON bytes
+    assert cache.get("k") == {"a": [1, 2]}
+    assert cache.add("new", [3]) is True and json.loads(cache.store.get("new")) == [3]
+    assert cache.set("bad", {1, 2}) is False  # JSONSerializer answers None for a set: nothing stored
+    assert not cache.has("bad")
+
+
+def test_a_custom_serializer_object_is_called_for_every_value(cache: MemoryStoreCache) -> None:
+    class Reversing:
+        """Any object with cachelib's dumps/loads."""
+
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def dumps(self, value: Any) -> bytes:
+            self.calls.append("dumps")
+            return str(value).encode()[::-1]
+
+        def loads(self, data: bytes) -> Any:
+            self.calls.append("loads")
+            return data[::-1].decode()
+
+    cache.serializer = serializer = Reversing()
+    cache.set("k", "hello")
+    assert cache.store.get("k") == b"olleh"
+    assert cache.get("k") == "hello"
+    assert cache.inc("n") == 1  # inc goes through it too (get + set)
+    assert serializer.calls == ["dumps", "loads", "dumps"]
 
 
 @pytest.mark.parametrize(
@@ -331,7 +454,7 @@ def test_flask_session_end_to_end() -> None:
     assert client.get("/incr").text == "1"
     assert client.get("/incr").text == "2"
     sid = client.get_cookie("session").value
-    assert backend.store.get("session:" + sid) == {"_permanent": True, "n": 2}
+    assert backend.get("session:" + sid) == {"_permanent": True, "n": 2}
     client.get("/logout")
     assert client.get_cookie("session") is None
     assert backend.store.length() == 0

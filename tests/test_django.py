@@ -10,6 +10,7 @@ Every store runs on the fake timer of tests/conftest.py, with both cores.
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import threading
@@ -410,6 +411,64 @@ def test_one_store_per_location_shared_by_aliases_and_threads():
         assert caches["other"].get("from-thread") is None
         caches.close_all()  # what request_finished does
         assert caches["default"].get("from-thread") == 42
+
+
+def _location_warnings(caplog):
+    return [r for r in caplog.records if r.name == "memorystore" and "already has a store" in r.getMessage()]
+
+
+def test_aliases_on_one_location_with_other_options_each_keep_their_own(caplog):
+    """Never silently merged: each alias gets the bound it asked for, and a WARNING says what differs."""
+    location = unique_location()
+    with (
+        caplog.at_level(logging.WARNING, logger="memorystore"),
+        override_settings(
+            CACHES={
+                "big": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"MAX_ENTRIES": 10}},
+                "small": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"MAX_ENTRIES": 2}},
+                "big-too": {  # same store options: the same store, whatever its own TIMEOUT/KEY_PREFIX/CULL
+                    "BACKEND": BACKEND,
+                    "LOCATION": location,
+                    "TIMEOUT": 5,
+                    "KEY_PREFIX": "p",
+                    "OPTIONS": {"MAX_ENTRIES": 10, "CULL_FREQUENCY": 2},
+                },
+            }
+        ),
+    ):
+        big, small, big_too = caches["big"], caches["small"], caches["big-too"]
+        assert big.store is big_too.store and small.store is not big.store
+        for i in range(6):
+            big.set(f"k{i}", i)
+            small.set(f"k{i}", i)
+        assert len(big.store) == 6 and len(small.store) == 2  # each bound honoured
+        assert small.get("k0") is None and big.get("k0") == 0
+        [record] = _location_warnings(caplog)
+        message = record.getMessage()
+        assert location in message and "MAX_ENTRIES/max: 10 vs 2" in message
+
+
+def test_override_settings_with_other_options_gets_them(caplog):
+    """A project's test overriding CACHES on the same LOCATION gets the options it asked for."""
+    location = unique_location()
+    with override_settings(CACHES={"default": {"BACKEND": BACKEND, "LOCATION": location}}):
+        caches["default"].set("before", 1)
+        unbounded = caches["default"].store
+    with (
+        caplog.at_level(logging.WARNING, logger="memorystore"),
+        override_settings(
+            CACHES={"default": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"MAX_ENTRIES": 3}}}
+        ),
+    ):
+        cache = caches["default"]
+        assert cache.store is not unbounded
+        cache.set_many({f"k{i}": i for i in range(5)})
+        assert len(cache.store) == 3
+        assert cache.get("before") is None  # not merged with the first store
+        assert len(_location_warnings(caplog)) == 1
+    with override_settings(CACHES={"default": {"BACKEND": BACKEND, "LOCATION": location}}):
+        assert caches["default"].store is unbounded  # the same options find the same store again
+        assert caches["default"].get("before") == 1
 
 
 def test_store_options_and_max_entries(fake_timer):

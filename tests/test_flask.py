@@ -6,11 +6,10 @@ import datetime as dt
 import hashlib
 import json
 import pickle
-import uuid
 from typing import Any
 
 import pytest
-from helpers import CountingJSON
+from helpers import CountingJSON, assert_flask_types_survive
 
 from memorystore._signing import new_session_id
 
@@ -71,6 +70,13 @@ def sid_of(client: Any, name: str = "session") -> str:
     return sid
 
 
+def stored(store: Any, sid: str) -> Any:
+    """The session data a store holds under ``sid``: the interface keeps Flask's tagged-JSON text."""
+    text = store.get(sid)
+    assert isinstance(text, str), text
+    return flask.sessions.session_json_serializer.loads(text)
+
+
 def set_cookie_headers(response: Any) -> list[str]:
     return response.headers.getlist("Set-Cookie")
 
@@ -87,7 +93,7 @@ def test_counter_is_kept_on_the_server(store: Any) -> None:
     assert client.get("/incr").text == "3"
     sid = sid_of(client)
     assert store.ids() == [sid]
-    assert store.get(sid) == {"n": 3}
+    assert stored(store, sid) == {"n": 3}
     # The cookie holds the signed id only (256 random bits), never the data.
     assert len(sid) == 43
     assert client.get_cookie("session").value.count(".") == 1
@@ -122,7 +128,7 @@ def test_permanent_flag_alone_is_not_stored(store: Any) -> None:
         assert set_cookie_headers(client.get("/noop")) == []
     assert len(store) == 0
     assert client.get("/incr").text == "1"
-    assert store.get(sid_of(client)) == {"_permanent": True, "n": 1}
+    assert stored(store, sid_of(client)) == {"_permanent": True, "n": 1}
 
 
 def test_cookie_is_signed_and_a_tampered_cookie_gives_a_new_session(store: Any) -> None:
@@ -148,7 +154,7 @@ def test_cookie_is_signed_and_a_tampered_cookie_gives_a_new_session(store: Any) 
         assert response.status_code == 200
         assert response.text == "1"
         assert sid_of(attacker) != sid
-    assert store.get(sid) == {"n": 2}  # the victim's session is untouched
+    assert stored(store, sid) == {"n": 2}  # the victim's session is untouched
     assert client.get("/incr").text == "3"
 
 
@@ -349,7 +355,7 @@ def test_regenerate_gives_a_new_id_keeps_data_and_drops_the_old_id(store: Any) -
     new_sid = sid_of(client)
     assert new_sid != old_sid
     assert old_sid not in store
-    assert store.get(new_sid) == {"n": 2, "user": "alice"}
+    assert stored(store, new_sid) == {"n": 2, "user": "alice"}
     assert client.get("/incr").text == "3"
 
     # The pre-login (possibly planted) cookie is worthless now.
@@ -362,7 +368,7 @@ def test_regenerate_gives_a_new_id_keeps_data_and_drops_the_old_id(store: Any) -
 def test_regenerate_of_a_new_session(store: Any) -> None:
     client = make_app(store).test_client()
     client.get("/login")
-    assert store.get(sid_of(client)) == {"user": "alice"}
+    assert stored(store, sid_of(client)) == {"user": "alice"}
     assert len(store) == 1
 
 
@@ -407,31 +413,40 @@ def test_no_secret_key_gives_a_null_session(store: Any) -> None:
     assert len(store) == 0
 
 
-def test_default_store_keeps_flask_session_types() -> None:
-    interface = MemoryStoreSessionInterface()
-    app = Flask(__name__)
-    app.secret_key = "k"
-    app.session_interface = interface
-    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    token = uuid.UUID(int=7)
+@pytest.mark.parametrize(
+    "make_store",
+    [
+        pytest.param(lambda cls, timer: None, id="default-store"),
+        pytest.param(lambda cls, timer: cls(timer=timer), id="json-store"),
+        pytest.param(lambda cls, timer: cls(timer=timer, serializer=pickle), id="pickle-store"),
+        pytest.param(lambda cls, timer: cls(timer=timer, serializer=None), id="no-serializer-store"),
+        pytest.param(lambda cls, timer: cls(timer=timer, max=100_000, length=lambda v, sid: len(v)), id="byte-bound"),
+    ],
+)
+def test_every_store_keeps_flask_session_types(store_cls: type, fake_timer: Any, make_store: Any) -> None:
+    interface = MemoryStoreSessionInterface(make_store(store_cls, fake_timer))
+    assert_flask_types_survive(interface)
+    assert len(interface.store) == 1  # the refused write changed nothing
 
-    @app.get("/put")
-    def put() -> str:
-        session.update(pair=(1, 2), raw=b"\x00\xff", when=when, token=token)
-        return "ok"
 
-    @app.get("/check")
-    def check() -> str:
-        assert session["pair"] == (1, 2)
-        assert session["raw"] == b"\x00\xff"
-        assert session["when"] == when
-        assert session["token"] == token
-        return "same"
+def test_readme_form_keeps_flask_session_types() -> None:
+    """The README's snippet: a MemoryStore with its default (json) serializer passed in."""
+    from memorystore import MemoryStore
 
-    client = app.test_client()
-    client.get("/put")
-    assert client.get("/check").text == "same"
-    assert len(interface.store) == 1
+    with MemoryStore(max=100_000, check_period=60) as store:
+        assert_flask_types_survive(MemoryStoreSessionInterface(store))
+
+
+def test_a_damaged_stored_session_gives_a_fresh_one(store: Any) -> None:
+    client = make_app(store).test_client()
+    assert client.get("/incr").text == "1"
+    sid = sid_of(client)
+    for damaged in ("{not json", '["a list"]', 42):
+        store.set(sid, damaged)
+        assert client.get("/read").text == "0"  # not adopted; never a 500
+        assert client.get("/incr").text == "1"
+        assert sid_of(client) != sid  # a new id as well
+        sid = sid_of(client)
 
 
 def test_mutating_a_loaded_session_does_not_change_the_store(store: Any) -> None:
@@ -447,7 +462,7 @@ def test_mutating_a_loaded_session_does_not_change_the_store(store: Any) -> None
     assert client.get("/nested").text == "1"  # "items" was new: the session is saved
     assert client.get("/nested").text == "2"  # a change to the loaded copy only...
     assert client.get("/nested").text == "2"  # ...which the store never saw
-    assert store.get(sid_of(client)) == {"items": ["x"]}
+    assert stored(store, sid_of(client)) == {"items": ["x"]}
 
 
 class DictStore:
@@ -489,7 +504,7 @@ def test_flask_session_cachelib_route_honours_the_lifetime(store_cls: type, fake
     flask_session = pytest.importorskip("flask_session")
     cachelib_adapter = pytest.importorskip("memorystore.cachelib")
 
-    backend = cachelib_adapter.MemoryStoreCache(store_cls(timer=fake_timer, serializer=pickle))
+    backend = cachelib_adapter.MemoryStoreCache(store=store_cls(timer=fake_timer, serializer=None))
     app = Flask(__name__)
     app.secret_key = "k"
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=backend, PERMANENT_SESSION_LIFETIME=100)

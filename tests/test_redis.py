@@ -14,6 +14,7 @@ second.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import inspect
 import json
@@ -387,6 +388,8 @@ def test_expiry_is_done_by_redis(make_store: Callable[..., RedisStore], raw: Any
         ({"serializer": object()}, TypeError),
         ({"dispose": 42}, TypeError),
         ({"near_cache": {}}, TypeError),
+        ({"near_cache": MemoryStore(dispose=print)}, ValueError),  # entries leave it whenever Redis changes
+        ({"near_cache": MemoryStore(stale=True)}, ValueError),  # a stale copy disagrees with Redis
         ({"prefix": b"sess:"}, TypeError),
     ],
 )
@@ -401,15 +404,14 @@ def test_bad_client_raises_type_error() -> None:
 
 
 SID_CASES = [
-    pytest.param(42, TypeError, id="int"),
-    pytest.param(b"abc", TypeError, id="bytes"),
-    pytest.param(type("S", (str,), {})("abc"), TypeError, id="str-subclass"),
-    pytest.param("", ValueError, id="empty"),
-    pytest.param("x" * 1025, ValueError, id="too-long"),
+    pytest.param(42, id="int"),
+    pytest.param(b"abc", id="bytes"),
+    pytest.param(type("S", (str,), {})("abc"), id="str-subclass"),
 ]
+UNUSABLE_SIDS = [pytest.param("", id="empty"), pytest.param("x" * 1025, id="too-long")]
 
 
-@pytest.mark.parametrize(("sid", "error"), SID_CASES)
+@pytest.mark.parametrize("sid", SID_CASES)
 @pytest.mark.parametrize(
     "call",
     [
@@ -423,16 +425,54 @@ SID_CASES = [
     ],
     ids=["get", "set", "add", "destroy", "destroy-iterable", "touch", "contains"],
 )
-def test_sid_rules_apply_to_every_method(
-    make_store: Callable[..., RedisStore], client: SpyRedis, sid: Any, error: type, call: Callable[..., Any]
+def test_non_str_sids_are_type_errors_everywhere(
+    make_store: Callable[..., RedisStore], client: SpyRedis, sid: Any, call: Callable[..., Any]
 ) -> None:
     store = make_store()
     store.set("fine", {"kept": True})
     sent = sum(client.calls.values())
-    with pytest.raises(error):
+    with pytest.raises(TypeError):
         call(store, sid)
     assert sum(client.calls.values()) == sent  # validated before anything was sent
     assert store.get("fine") == {"kept": True}
+
+
+@pytest.mark.parametrize("sid", UNUSABLE_SIDS)
+@pytest.mark.parametrize("call", [lambda s, sid: s.set(sid, {}), lambda s, sid: s.add(sid, {})], ids=["set", "add"])
+def test_writes_refuse_a_str_no_session_can_have(
+    make_store: Callable[..., RedisStore], client: SpyRedis, sid: str, call: Callable[..., Any]
+) -> None:
+    store = make_store()
+    store.set("fine", {"kept": True})
+    sent = sum(client.calls.values())
+    with pytest.raises(ValueError):
+        call(store, sid)
+    assert sum(client.calls.values()) == sent
+    assert store.get("fine") == {"kept": True}
+
+
+@pytest.mark.parametrize("sid", UNUSABLE_SIDS)
+@pytest.mark.parametrize(
+    ("call", "absent"),
+    [
+        (lambda s, sid: s.get(sid), None),
+        (lambda s, sid: s.touch(sid), False),
+        (lambda s, sid: sid in s, False),
+        (lambda s, sid: s.destroy(sid), None),
+    ],
+    ids=["get", "touch", "contains", "destroy"],
+)
+@pytest.mark.parametrize("near", [False, True], ids=["plain", "near-cache"])
+def test_reads_of_a_str_no_session_can_have_answer_absent_without_a_round_trip(
+    make_store: Callable[..., RedisStore], client: SpyRedis, sid: str, call: Callable[..., Any], absent: Any, near: bool
+) -> None:
+    store = make_store(near_cache=MemoryStore(ttl=60) if near else None)
+    store.set("fine", {"kept": True})
+    sent = sum(client.calls.values())
+    assert call(store, sid) is absent
+    assert sum(client.calls.values()) == sent  # answered locally: nothing sent
+    store.destroy(["fine", sid])  # a batch skips it and removes the rest
+    assert store.get("fine") is None
 
 
 def test_longest_sid_and_non_ascii_sids_work(make_store: Callable[..., RedisStore]) -> None:
@@ -648,7 +688,8 @@ def test_decode_responses_and_resp3_clients(redis_url: str, prefix: str, stores:
         assert store.all() == {"s": {"v": options}}
         wait_until(lambda: store.near_cache_active)
         assert store.get("s") == {"v": options}
-        assert store.near_cache.get("s") == {"v": options}
+        [(sid, kept, _)] = store.near_cache.dump()
+        assert sid == "s" and kept == client.get(prefix + "s")  # as the client returned it (str or bytes)
         client.set(prefix + "s", json.dumps("changed elsewhere"))
         assert store.get("s") == "changed elsewhere"
         store.clear()
@@ -699,6 +740,62 @@ def test_near_cache_serves_repeated_reads(make_store: Callable[..., RedisStore],
     assert store.get("s") == {"v": 1}  # the near cache hands out copies too
     assert store.get("missing") is None
     assert client.calls["GET"] == 2  # misses are not cached
+
+
+NEAR_SESSION = {
+    "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    "cart": [1, 2],
+    "seen": (3, 4),
+}
+
+
+@pytest.mark.parametrize(
+    ("redis_serializer", "near_serializer", "session"),
+    [
+        pytest.param(pickle, json, NEAR_SESSION, id="pickle-over-json-near"),  # the reported case
+        pytest.param(pickle, None, NEAR_SESSION, id="pickle-over-no-serializer-near"),
+        pytest.param(json, pickle, {"cart": [1, 2], "user": "ann"}, id="json-over-pickle-near"),
+        pytest.param(None, json, b"\x00raw \xffbytes", id="raw-bytes"),
+    ],
+)
+def test_near_cache_keeps_the_bytes_from_redis_and_decodes_each_hit(
+    make_store: Callable[..., RedisStore],
+    client: SpyRedis,
+    raw: Any,
+    prefix: str,
+    redis_serializer: Any,
+    near_serializer: Any,
+    session: Any,
+) -> None:
+    near = MemoryStore(ttl=60, serializer=near_serializer)
+    store = make_store(serializer=redis_serializer, near_cache=near)
+    store.set("s", session)
+    settle(store)
+    assert store.get("s") == session  # from Redis, filling the near cache
+    gets = client.calls["GET"]
+    hits = [store.get("s") for _ in range(3)]
+    assert client.calls["GET"] == gets  # all three from the near cache
+    assert hits == [session] * 3
+    [(sid, kept, _)] = near.dump()
+    assert sid == "s" and kept == raw.get(prefix + "s")  # the very bytes Redis holds
+    if isinstance(session, dict):
+        assert hits[0] is not hits[1]  # each hit is decoded afresh: a copy
+        hits[0]["cart"].append("mutated")
+        assert store.get("s") == session
+        assert client.calls["GET"] == gets
+
+
+def test_near_cache_bound_counts_the_bytes_from_redis(make_store: Callable[..., RedisStore], client: SpyRedis) -> None:
+    near = MemoryStore(ttl=60, max=40, length=lambda value, sid: len(value))
+    store = make_store(serializer=pickle, near_cache=near)
+    store.set("small", 1)
+    store.set("big", "x" * 100)
+    settle(store)
+    assert store.get("small") == 1 and store.get("big") == "x" * 100
+    assert near.ids() == ["small"]  # the big one is read from Redis every time, never kept locally
+    gets = client.calls["GET"]
+    assert store.get("big") == "x" * 100 and store.get("small") == 1
+    assert client.calls["GET"] == gets + 1
 
 
 def test_near_cache_sees_writes_through_this_store(make_store: Callable[..., RedisStore], client: SpyRedis) -> None:
@@ -802,6 +899,37 @@ def test_fill_is_dropped_when_an_invalidation_arrives_meanwhile(
 
 
 # -- the server going away and coming back -------------------------------------------------------------------------
+
+
+DOWN_SERVER_CHILD = textwrap.dedent(
+    """
+    import sys
+    import redis
+    from memorystore import MemoryStore
+    from memorystore.redis import RedisStore
+
+    store = RedisStore(sys.argv[1], near_cache=MemoryStore(ttl=30))
+    try:
+        store.get("s")
+    except redis.exceptions.ConnectionError:
+        print("get: redis ConnectionError")
+    store.close()
+    """
+)
+
+
+def test_a_server_that_is_down_is_one_warning_line_at_construction() -> None:
+    """No 30-line traceback for a server that is not there: one line naming the redis error."""
+    url = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-c", DOWN_SERVER_CHILD, url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "get: redis ConnectionError\n"  # the store still raises redis's own errors
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot reach Redis (redis.exceptions.ConnectionError: " in lines[0]
+    assert "Traceback" not in result.stderr
 
 
 def test_server_restart_raises_redis_errors_and_never_serves_stale_copies(private_server: RedisServer) -> None:
@@ -1058,7 +1186,7 @@ def test_cachelib_adapter_over_a_redis_store(make_store: Callable[..., RedisStor
     pytest.importorskip("cachelib")
     from memorystore.cachelib import MemoryStoreCache
 
-    cache = MemoryStoreCache(make_store(serializer=pickle), default_timeout=60)
+    cache = MemoryStoreCache(60, store=make_store(serializer=None))
     assert cache.set("k", {"when": timedelta(seconds=1)}) is True
     assert cache.get("k") == {"when": timedelta(seconds=1)}
     assert 59_000 < raw.pttl(prefix + "k") <= 60_000

@@ -54,7 +54,9 @@ class Recorder:
         ({"ttl": timedelta(seconds=-5)}, ValueError),
         ({"max": 0}, ValueError),
         ({"max": -3}, ValueError),
-        ({"max": 2.5}, ValueError),
+        ({"max": 2.5}, TypeError),
+        ({"max": 10.0}, TypeError),
+        ({"max": 1e6}, TypeError),
         ({"max": True}, TypeError),
         ({"max": "10"}, TypeError),
         ({"check_period": -1}, ValueError),
@@ -72,6 +74,19 @@ class Recorder:
 def test_bad_options_raise_at_construction(store_cls, options, error):
     with pytest.raises(error):
         store_cls(**options)
+
+
+@pytest.mark.parametrize("bound", [True, False, 0, -1, 1.5, 2.0, 10.0, 1e6, "3", b"3"], ids=repr)
+def test_a_bad_bound_is_the_same_error_in_the_store_and_its_core(store_cls, lru_impl, bound):
+    """One rule for max and maxsize: an int >= 1 or None (TypeError for any other type, floats included)."""
+    with pytest.raises((TypeError, ValueError)) as core_error:
+        lru_impl.LRUCache(bound)
+    with pytest.raises((TypeError, ValueError)) as store_error:
+        store_cls(max=bound)
+    assert type(store_error.value) is type(core_error.value)
+    assert "an int >= 1 or None" in str(store_error.value)
+    if isinstance(bound, float):
+        assert "1e6" in str(store_error.value)  # says how to write it
 
 
 def test_options_are_keyword_only(store_cls):
@@ -102,18 +117,40 @@ class StrSub(str):
     pass
 
 
-BAD_SIDS = [
-    (None, TypeError),
-    (b"abc", TypeError),
-    (123, TypeError),
-    (("a",), TypeError),
-    (StrSub("abc"), TypeError),
-    ("", ValueError),
-    ("x" * (MAX_SID_LENGTH + 1), ValueError),
-]
+NON_STR_SIDS = [None, b"abc", 123, ("a",), StrSub("abc")]
+# A str no session can have: writes refuse it, reads answer "absent" (a bad cookie must not crash a request).
+UNUSABLE_SIDS = ["", "x" * (MAX_SID_LENGTH + 1)]
+
+WRITES = pytest.mark.parametrize(
+    "call", [lambda s, sid: s.set(sid, {}), lambda s, sid: s.add(sid, {})], ids=["set", "add"]
+)
+READS = pytest.mark.parametrize(
+    ("call", "absent"),
+    [
+        (lambda s, sid: s.get(sid), None),
+        (lambda s, sid: s.touch(sid), False),
+        (lambda s, sid: s.touch(sid, ttl=-1), False),
+        (lambda s, sid: sid in s, False),
+        (lambda s, sid: s.destroy(sid), None),
+        (lambda s, sid: s.destroy([sid]), None),
+        (lambda s, sid: s.destroy(iter([sid])), None),
+    ],
+    ids=["get", "touch", "touch-expired", "contains", "destroy", "destroy-list", "destroy-iter"],
+)
 
 
-@pytest.mark.parametrize(("sid", "error"), BAD_SIDS)
+def _store_with_one(make):
+    store = make()
+    store.set("keep", {"v": 1})
+    return store
+
+
+def _unchanged(store):
+    assert store.ids() == ["keep"]
+    assert store.get("keep") == {"v": 1}
+
+
+@pytest.mark.parametrize("sid", NON_STR_SIDS, ids=repr)
 @pytest.mark.parametrize(
     "call",
     [
@@ -122,26 +159,44 @@ BAD_SIDS = [
         lambda s, sid: s.add(sid, {}),
         lambda s, sid: s.touch(sid),
         lambda s, sid: sid in s,
+        lambda s, sid: s.destroy([sid] if type(sid) is tuple else sid),  # a tuple is a batch of sids
         lambda s, sid: s.destroy([sid]),
     ],
-    ids=["get", "set", "add", "touch", "contains", "destroy-list"],
+    ids=["get", "set", "add", "touch", "contains", "destroy", "destroy-list"],
 )
-def test_bad_sid_rejected_everywhere_and_store_unchanged(make, call, sid, error):
-    store = make()
-    store.set("keep", {"v": 1})
-    with pytest.raises(error):
+def test_non_str_sid_is_a_type_error_everywhere_and_store_unchanged(make, call, sid):
+    store = _store_with_one(make)
+    with pytest.raises(TypeError):
         call(store, sid)
-    assert store.ids() == ["keep"]
-    assert store.get("keep") == {"v": 1}
+    _unchanged(store)
 
 
-@pytest.mark.parametrize(("sid", "error"), [(b"abc", TypeError), ("", ValueError), (StrSub("a"), TypeError)])
-def test_destroy_single_bad_sid(make, sid, error):
+@pytest.mark.parametrize("sid", UNUSABLE_SIDS, ids=["empty", "too-long"])
+@WRITES
+def test_writes_refuse_a_str_no_session_can_have(make, call, sid):
+    store = _store_with_one(make)
+    with pytest.raises(ValueError):
+        call(store, sid)
+    _unchanged(store)
+
+
+@pytest.mark.parametrize("sid", UNUSABLE_SIDS, ids=["empty", "too-long"])
+@READS
+def test_reads_of_a_str_no_session_can_have_answer_absent(make, call, absent, sid):
+    store = _store_with_one(make)
+    assert call(store, sid) is absent
+    _unchanged(store)
+
+
+def test_destroy_batch_skips_unusable_strs_and_checks_types_first(make):
     store = make()
-    store.set("a", 1)
-    with pytest.raises(error):
-        store.destroy(sid)
-    assert "a" in store
+    for sid in ("a", "b", "c"):
+        store.set(sid, 1)
+    store.destroy(["a", "", "x" * (MAX_SID_LENGTH + 1), "b"])
+    assert store.ids() == ["c"]
+    with pytest.raises(TypeError):
+        store.destroy(["c", "", b"bytes"])
+    assert store.ids() == ["c"]  # nothing removed: the type error came first
 
 
 def test_destroy_non_iterable_is_type_error(make):
@@ -152,7 +207,7 @@ def test_destroy_non_iterable_is_type_error(make):
 def test_bad_sid_error_does_not_echo_sid(make):
     secret = "s3cr3t-session-id" * 70
     with pytest.raises(ValueError) as info:
-        make().get(secret)
+        make().set(secret, 1)
     assert "s3cr3t" not in str(info.value)
 
 
@@ -169,11 +224,11 @@ def test_destroy_iterable_validates_all_before_removing_any(make):
     store = make(dispose=rec)
     store.set("a", 1)
     store.set("b", 2)
-    with pytest.raises(ValueError):
-        store.destroy(["a", "", "b"])
+    with pytest.raises(TypeError):
+        store.destroy(["a", 7, "b"])
     assert sorted(store.ids()) == ["a", "b"]
     assert rec.calls == []
-    store.destroy(iter(["a", "b", "missing"]))
+    store.destroy(iter(["a", "", "b", "missing"]))
     assert store.ids() == []
     assert sorted(rec.calls) == [("a", 1, "delete"), ("b", 2, "delete")]
 
@@ -568,6 +623,44 @@ def test_oversize_entry_not_stored_old_removed_with_set(make):
     assert rec.calls == [("a", "xxxx", "set")]
     store.set("c", "q" * 20)  # never stored, nothing evicted, nothing raised
     assert store.ids() == ["b"] and len(rec.calls) == 1
+
+
+def _too_large_records(caplog):
+    return [r for r in caplog.records if r.name == "memorystore" and "not stored" in r.getMessage()]
+
+
+def test_oversize_entry_is_logged_once_a_minute_with_length_and_bound_only(make, fake_timer, caplog):
+    store = make(max=15, length=lambda value, sid: len(value))
+    sid, secret = "sid-never-logged-0123", "hunter2-" * 3
+    with caplog.at_level(logging.WARNING, logger="memorystore"):
+        store.set("fits", "x")
+        assert _too_large_records(caplog) == []  # nothing to say while entries fit
+        store.set(sid, secret)  # json adds quotes: length 26 > 15
+        [record] = _too_large_records(caplog)
+        assert record.levelno == logging.WARNING
+        message = record.getMessage()
+        assert "26" in message and "max=15" in message
+        assert sid not in message and "hunter2" not in message and "fits" not in message
+        for _ in range(5):  # within the minute: no more lines, and still nothing stored
+            fake_timer.advance(11.0)
+            store.set(sid, secret)
+            assert store.add("other", secret) is True  # nothing live there: "added", and dropped
+        assert len(_too_large_records(caplog)) == 1
+        fake_timer.advance(5.0)  # 60 s after the first line
+        store.load([("loaded", '"' + "z" * 30 + '"', 100)])
+        assert len(_too_large_records(caplog)) == 2
+        assert "32" in _too_large_records(caplog)[1].getMessage()
+    assert store.ids() == ["fits"]
+
+
+def test_oversize_warning_is_per_store(make, caplog):
+    one = make(max=3, length=lambda value, sid: len(value))
+    two = make(max=3, length=lambda value, sid: len(value))
+    with caplog.at_level(logging.WARNING, logger="memorystore"):
+        one.set("a", "long value")
+        one.set("a", "long value")
+        two.set("a", "long value")
+    assert len(_too_large_records(caplog)) == 2
 
 
 def test_length_bounds_total(make):

@@ -580,8 +580,12 @@ class Result:
     rounds: int
 
 
-def _time_case(case: Case, rounds: int, warmup: int = 1) -> float:
-    """Median ns per op over ``rounds`` timed rounds (after ``warmup`` untimed ones)."""
+def _time_case(case: Case, rounds: int, warmup: int = 1) -> tuple[float, float]:
+    """Median ns per op over ``rounds`` timed rounds (after ``warmup`` untimed ones), and their spread.
+
+    The spread is the interquartile range of the rounds divided by their median:
+    how much this one cell moved while it was being measured.
+    """
     samples = []
     perf = time.perf_counter_ns
     for i in range(warmup + rounds):
@@ -591,7 +595,9 @@ def _time_case(case: Case, rounds: int, warmup: int = 1) -> float:
         elapsed = perf() - start
         if i >= warmup:
             samples.append(elapsed / case.loop)
-    return statistics.median(samples)
+    median = statistics.median(samples)
+    quartiles = statistics.quantiles(samples, n=4) if len(samples) >= 2 else [median, median, median]
+    return median, (quartiles[2] - quartiles[0]) / median if median else 0.0
 
 
 class Progress:
@@ -626,8 +632,12 @@ def run_comparison(
     total_ops: int,
     loop: int = 1000,
     progress: Progress | None = None,
+    spreads: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{impl name: {op: ns/op}}`` for every supported (impl, op)."""
+    """``{impl name: {op: ns/op}}`` for every supported (impl, op).
+
+    ``spreads``, when given, receives ``{impl name: {op: interquartile range / median}}`` of the rounds.
+    """
     pool = KeyPool()
     loop = max(1, min(loop, total_ops, capacity // 2))
     results: dict[str, dict[str, float]] = {impl.name: {} for impl in impls}
@@ -640,7 +650,9 @@ def run_comparison(
             case = make_case(impl, op, capacity=capacity, loop=loop, pool=pool)
             try:
                 rounds = max(3, total_ops // max(case.loop, 1)) if case.loop == loop else 3
-                results[impl.name][op] = _time_case(case, rounds)
+                results[impl.name][op], spread = _time_case(case, rounds)
+                if spreads is not None:
+                    spreads.setdefault(impl.name, {})[op] = spread
                 case.check()
             finally:
                 case.close()
@@ -659,11 +671,42 @@ def _fmt_ns(ns: float) -> str:
     return f"{ns:.0f}"
 
 
-def format_table(results: dict[str, dict[str, float]], ops: Sequence[str] = OPS) -> str:
-    """Rows: implementations; columns: ns/op and, in brackets, the ratio to memorystore.
+#: What the bracketed ratios of a table mean (the terminal table and bench/summarize.py's report).
+RATIO_LEGEND = (
+    "(Nx) = this row's ns / its reference row's ns. The reference is memorystore-c, or memorystore-c-ttl for "
+    "rows with a TTL (MemoryStore included); reference rows have no ratio. For a peer, above 1.00 means "
+    "memorystore's core is faster; for memorystore's own rows (the pure core, MemoryStore) it is what they cost "
+    "next to the compiled core, and above 1.00 means the compiled core is faster."
+)
+#: How far to trust one table (both reports).
+NOISE_WARNING = (
+    "Noise: timings on a shared or busy machine move by up to ~1.5x between runs (more on a laptop that "
+    "throttles). Compare the ratios within one run, never cells across runs, and repeat a run before drawing "
+    "a conclusion from a difference under ~1.3x."
+)
 
-    The ratio is ``impl ns / memorystore ns`` against the compiled core (its
-    TTL variant for TTL peers): above 1.00 memorystore is faster.
+
+def noise_summary(spreads: dict[str, dict[str, float]]) -> str:
+    """One line: how much the rounds of one cell varied in this run (median and worst cell)."""
+    cells = [(spread, name, op) for name, by_op in spreads.items() for op, spread in by_op.items()]
+    if not cells:
+        return "Noise in this run: not measured."
+    cells.sort()
+    worst, name, op = cells[-1]
+    median = cells[len(cells) // 2][0]
+    return (
+        f"Noise in this run: the rounds of one cell spread by {median:.0%} (interquartile range / median, "
+        f"median over the cells); worst {worst:.0%} ({name}, {OP_TITLES.get(op, op)})."
+    )
+
+
+def format_table(
+    results: dict[str, dict[str, float]], ops: Sequence[str] = OPS, spreads: dict[str, dict[str, float]] | None = None
+) -> str:
+    """Rows: implementations; columns: ns/op and, in brackets, the ratio to the row's reference.
+
+    See :data:`RATIO_LEGEND`; the table ends with the legend and the noise
+    warning (with this run's measured spread when ``spreads`` is given).
     """
     headers = ["implementation", *[OP_TITLES[op] for op in ops]]
     rows = []
@@ -689,9 +732,10 @@ def format_table(results: dict[str, dict[str, float]], ops: Sequence[str] = OPS)
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     out = [line(headers), line(["-" * w for w in widths]), *[line(r) for r in rows]]
-    out.append(
-        "ns/op (median); (Nx) = ns / memorystore compiled core's ns (TTL core for TTL peers): > 1 means memorystore is faster"
-    )
+    out.append("ns/op: the median of the timed rounds. " + RATIO_LEGEND)
+    out.append(NOISE_WARNING)
+    if spreads is not None:
+        out.append(noise_summary(spreads))
     return "\n".join(out)
 
 
@@ -769,14 +813,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [impl.name for impl in _selected(args.only) if impl not in impls]
     steps = sum(impl.supports(op) for impl in impls for op in OPS)
     progress = Progress(steps)
-    results = run_comparison(impls, capacity=capacity, total_ops=total_ops, progress=progress)
+    spreads: dict[str, dict[str, float]] = {}
+    results = run_comparison(impls, capacity=capacity, total_ops=total_ops, progress=progress, spreads=spreads)
     progress.finish()
     from . import COMPILED
 
     print(
         f"memorystore bench: capacity {capacity}, {total_ops} ops per cell, core {'compiled' if COMPILED else 'pure'}, Python {sys.version.split()[0]}"
     )
-    print(format_table(results))
+    print(format_table(results, spreads=spreads))
     if missing:
         print(f"not installed (skipped): {', '.join(missing)}")
     if args.plot:

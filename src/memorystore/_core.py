@@ -2,7 +2,8 @@
 
 One switch, ``MEMORYSTORE_NO_EXTENSIONS`` (any non-empty value), forces the
 twin; it is read here at import time, by ``setup.py`` at build time and by the
-test suite.  Off CPython the twin is always used.
+test suite.  Off CPython the twin is always used.  Type checkers see the
+compiled core's stub (``_lru.pyi``), the typed API of both cores.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING
 
 NO_EXTENSIONS = bool(os.environ.get("MEMORYSTORE_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
 
-if TYPE_CHECKING or NO_EXTENSIONS:
+if TYPE_CHECKING:
+    from ._lru import LRUCache
+elif NO_EXTENSIONS:
     from ._lru_py import LRUCache
 else:
     try:

@@ -17,10 +17,21 @@ DEFAULT_TTL = 86400.0
 
 
 def bad_sid(sid: object) -> NoReturn:
-    """Raise the error for a sid that failed the fast check (never echoes the sid itself)."""
+    """Raise a write's error for a sid that failed the fast check (never echoes the sid itself)."""
     if type(sid) is not str:
         raise TypeError(f"sid must be a str (not a subclass), not {type(sid).__name__}")
     raise ValueError(f"sid must be 1 to {MAX_SID_LENGTH} characters long, got {len(sid)}")
+
+
+def absent_sid(sid: object) -> None:
+    """A read's check for a sid that failed the fast check: ``TypeError`` unless it is a ``str``.
+
+    A ``str`` that no session can have (empty, or over ``MAX_SID_LENGTH``)
+    returns normally and the read answers "absent": sids come from cookies,
+    and a bad cookie must not crash a request.  Writes use :func:`bad_sid`.
+    """
+    if type(sid) is not str:
+        raise TypeError(f"sid must be a str (not a subclass), not {type(sid).__name__}")
 
 
 def to_seconds(value: object, what: str) -> float:
@@ -94,19 +105,27 @@ class TtlRule:
 
 
 def sid_batch(sids: str | Iterable[str]) -> list[str]:
-    """``destroy()``'s argument as a list of sids, every one checked before any is used.
+    """``destroy()``'s argument as a list of the sids to remove, every one checked before any is used.
 
-    A ``str`` is one sid (a ``str`` subclass is a bad sid, not an iterable of characters).
+    A ``str`` is one sid (a ``str`` subclass is a bad sid, not an iterable of
+    characters).  A sid that is not exactly ``str`` raises ``TypeError``; a
+    ``str`` no session can have (empty, over-long) is left out: it names
+    nothing to remove.
     """
     if isinstance(sids, str):
         if type(sids) is not str or not 0 < len(sids) <= MAX_SID_LENGTH:
-            bad_sid(sids)
+            absent_sid(sids)
+            return []
         return [sids]
     try:
         batch = list(sids)
     except TypeError:
         raise TypeError(f"destroy() takes a sid or an iterable of sids, not {type(sids).__name__}") from None
+    unusable = 0
     for sid in batch:
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            unusable += 1
+    if unusable:
+        batch = [sid for sid in batch if 0 < len(sid) <= MAX_SID_LENGTH]
     return batch

@@ -35,20 +35,31 @@ Cache backend (:class:`MemoryStoreCache`)
     ``close()`` does nothing: Django calls it after every request, and the
     data must outlive requests.
 
-    One store per ``LOCATION``, shared by all threads and by every alias
-    naming that ``LOCATION``; the first backend created for a location
-    builds its store, from ``OPTIONS``:
+    One store per ``LOCATION`` and set of store options, shared by all
+    threads and by every alias (and every ``override_settings``) naming that
+    ``LOCATION`` with the same options; the first backend created for them
+    builds the store, from ``OPTIONS``:
 
     - ``MAX_ENTRIES`` becomes the store's ``max`` (no bound when neither is
       given: unlike ``LocMemCache`` there is no default of 300);
-    - ``CULL_FREQUENCY`` is ignored (the store evicts least-recently-used
-      entries one by one, expired ones first);
+    - ``CULL_FREQUENCY`` is not used: eviction is exact (the store evicts
+      least-recently-used entries one by one as each write needs room,
+      expired ones first), never a fraction of the entries at once;
     - every other key is a ``MemoryStore`` option (``max``, ``length``,
       ``check_period``, ``dispose``, ``stale``, ``timer``...), except
       ``ttl`` (use ``TIMEOUT``) and ``serializer`` (values are pickled);
     - or ``"store": <store object or dotted path to one>`` uses that store
       as it is, whatever the ``LOCATION`` (it must keep ``bytes`` values as
       they are: ``serializer=None``).
+
+    Two backends on one ``LOCATION`` whose store options differ (another
+    ``MAX_ENTRIES``, ``check_period``...) are never silently merged: each
+    set of options gets its own store, so each backend has the bound it was
+    configured with, and a WARNING on the ``memorystore`` logger names the
+    location and what differs (their entries are not shared, unlike
+    ``LocMemCache``, which shares one dict under several bounds).  Options
+    that are the backend's own (``TIMEOUT``, ``KEY_PREFIX``, ``VERSION``,
+    ``KEY_FUNCTION``, ``CULL_FREQUENCY``) never split a location.
 
     ``cache.store`` is the store behind the backend (for ``save``/``restore``,
     ``start_interval`` and friends).
@@ -89,6 +100,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, InvalidC
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from ._log import logger
 from .store import MemoryStore
 
 __all__ = ["MemoryStoreCache", "SessionStore", "get_session_store", "set_session_store"]
@@ -111,7 +123,8 @@ _FORBIDDEN_CACHE_OPTIONS = {
 
 
 _registry_lock = threading.Lock()
-_location_stores: dict[str, Any] = {}
+# LOCATION -> [(store options, store)]: one store per distinct set of options (see the module doc).
+_location_stores: dict[str, list[tuple[dict[str, Any], Any]]] = {}
 _write_locks: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 
 
@@ -153,10 +166,31 @@ def _location_store(location: str, options: Mapping[str, Any]) -> Any:
         return import_string(store) if isinstance(store, str) else store
     kwargs = _cache_store_options(options)
     with _registry_lock:
-        store = _location_stores.get(location)
-        if store is None:
-            store = _location_stores[location] = MemoryStore(**kwargs)
+        built = _location_stores.setdefault(location, [])
+        for other, store in built:
+            if other == kwargs:
+                return store
+        store = MemoryStore(**kwargs)
+        if built:
+            logger.warning(
+                "MemoryStoreCache: LOCATION %r already has a store with other OPTIONS (%s); this backend gets a "
+                "store of its own with its options, and the two do not share entries",
+                location,
+                _differences(built[0][0], kwargs),
+            )
+        built.append((kwargs, store))
         return store
+
+
+def _differences(first: Mapping[str, Any], second: Mapping[str, Any]) -> str:
+    """What differs between two sets of store options, for the warning (names and values; never data)."""
+    names = {"max": "MAX_ENTRIES/max"}
+    parts = []
+    for key in sorted(set(first) | set(second)):
+        a, b = first.get(key, "unset"), second.get(key, "unset")
+        if a != b:
+            parts.append(f"{names.get(key, key)}: {a!r} vs {b!r}")
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------

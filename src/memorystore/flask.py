@@ -23,6 +23,14 @@ accepted); the data stays in the store.  Behaviour, request by request:
 * A modified session is written with ``store.set`` and a server-side ttl of
   ``PERMANENT_SESSION_LIFETIME``, permanent or not (a browser-session cookie
   must not leave the data in memory forever).
+* What is stored is the session encoded with Flask's own tagged JSON (the
+  interface's ``serializer``, ``flask.sessions.session_json_serializer``): a
+  ``str``, which any store keeps whatever its own serializer (json, pickle,
+  ``None``...).  So a session holds exactly what Flask's cookie sessions hold
+  (``datetime``, ``tuple``, ``bytes``, ``Markup``, ``UUID``; flashed messages
+  come back as ``(category, message)`` tuples) with a ``MemoryStore``, a
+  ``RedisStore`` or any other store, and refuses what they refuse
+  (``TypeError`` for a ``set``).
 * An unmodified session is kept alive with ``store.touch`` when
   ``SESSION_REFRESH_EACH_REQUEST`` is true (the default), without rewriting
   it; the cookie is re-sent for permanent sessions, as Flask does.
@@ -47,6 +55,7 @@ from flask.sessions import SessionInterface, SessionMixin, session_json_serializ
 from itsdangerous import BadData, Signer
 from werkzeug.datastructures import CallbackDict
 
+from ._log import logger
 from ._signing import is_session_id, new_session_id
 
 if TYPE_CHECKING:
@@ -113,11 +122,13 @@ class MemoryStoreSessionInterface(SessionInterface):
     """A Flask ``SessionInterface`` backed by a MemoryStore.
 
     ``store`` is any object with the MemoryStore methods ``get``, ``set``,
-    ``touch`` and ``destroy`` (a ``MemoryStore``, a ``RedisStore``...).  When
-    it is ``None`` a ``MemoryStore`` is made whose serializer is Flask's own
-    tagged JSON, so sessions hold the same types as Flask's cookie sessions
-    (tuples, bytes, datetimes, UUIDs, Markup).  ``key_prefix`` is put in front
-    of every session id in the store, so one store can serve several apps.
+    ``touch`` and ``destroy`` (a ``MemoryStore``, a ``RedisStore``...); when it
+    is ``None``, a ``MemoryStore(serializer=None)`` is made.  The interface
+    encodes each session with :attr:`serializer` (Flask's tagged JSON) and the
+    store keeps that text, so sessions hold the same types as Flask's cookie
+    sessions (tuples, bytes, datetimes, UUIDs, Markup) whatever the store and
+    its serializer.  ``key_prefix`` is put in front of every session id in the
+    store, so one store can serve several apps.
     """
 
     #: Salt of the cookie signature: separates it from other uses of the key.
@@ -126,6 +137,8 @@ class MemoryStoreSessionInterface(SessionInterface):
     digest_method = staticmethod(hashlib.sha256)
     session_class = MemoryStoreSession
     pickle_based = False
+    #: Encodes a session's dict to the text kept in the store, and back: Flask's tagged JSON.
+    serializer: Any = session_json_serializer
 
     def __init__(self, store: Any = None, *, key_prefix: str = "") -> None:
         if type(key_prefix) is not str:
@@ -135,7 +148,7 @@ class MemoryStoreSessionInterface(SessionInterface):
         if store is None:
             from .store import MemoryStore
 
-            store = MemoryStore(serializer=session_json_serializer)
+            store = MemoryStore(serializer=None)  # it keeps the tagged-JSON text as it is
         self.store = store
         self.key_prefix = key_prefix
 
@@ -169,10 +182,21 @@ class MemoryStoreSessionInterface(SessionInterface):
         if cookie:
             sid = self._session_id_from_cookie(signer, cookie)
             if sid is not None:
-                data = self.store.get(self.key_prefix + sid)
-                if isinstance(data, dict):
+                data = self._decode(self.store.get(self.key_prefix + sid))
+                if data is not None:
                     return self.session_class(data, sid=sid, new=False, had_cookie=True)
         return self.session_class(sid=new_session_id(), new=True, had_cookie=bool(cookie))
+
+    def _decode(self, stored: Any) -> dict[str, Any] | None:
+        """A session's data from the text the store kept; ``None`` for nothing usable."""
+        if not isinstance(stored, (str, bytes)):
+            return None
+        try:
+            data = self.serializer.loads(stored)
+        except Exception:  # noqa: BLE001 - damaged data: the visitor gets a fresh session, as with a bad cookie
+            logger.warning("flask: a stored session could not be decoded; a new one is started")
+            return None
+        return data if isinstance(data, dict) else None
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, MemoryStoreSession):  # pragma: no cover - misuse
@@ -190,7 +214,7 @@ class MemoryStoreSessionInterface(SessionInterface):
 
         ttl = app.permanent_session_lifetime.total_seconds()
         if session.modified or session.new:
-            self.store.set(key, dict(session), ttl=ttl)
+            self.store.set(key, self.serializer.dumps(dict(session)), ttl=ttl)
             self._set_cookie(app, session, response)
         # Otherwise: sliding expiry without a rewrite.  touch() returns False
         # when the entry went away meanwhile (logout elsewhere, expiry): it is

@@ -31,7 +31,9 @@ BCAST PREFIX <prefix>`` (redirected to itself and subscribed to
 thread drops the local copy of every key the server reports as modified -- by
 any client, in any process or language, including expiry and ``FLUSHDB``.
 Writes through this store drop the local copy themselves as well, so a process
-always reads its own writes.
+always reads its own writes.  The near cache keeps each value as the bytes Redis
+sent (its own serializer is not used) and this store decodes them on every hit,
+so a hit is a fresh copy and holds whatever this store's serializer can.
 
 A near-cache hit is served only while the listener is connected and has
 nothing unread: before each hit the store polls the listener's socket and
@@ -66,7 +68,8 @@ from typing import Any
 import redis
 
 from ._log import logger
-from ._rules import MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch
+from ._rules import MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch
+from .store import MemoryStore
 
 __all__ = ["RedisStore"]
 
@@ -177,8 +180,15 @@ class _Listener:
         """Connect once in the caller's thread (errors are logged), then run the thread."""
         try:
             self._connect()
-        except Exception:  # noqa: BLE001 - the thread retries
-            logger.warning("near cache: listener could not connect; retrying in the background", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - the thread retries
+            # One line (a server that is down is not a bug to trace); the traceback is at DEBUG.
+            logger.warning(
+                "near cache: cannot reach Redis (%s.%s: %s); near cache bypassed, retrying in the background",
+                type(exc).__module__,
+                type(exc).__qualname__,
+                str(exc).replace("\n", " "),
+            )
+            logger.debug("near cache: listener connection failure", exc_info=True)
             self._drop_connection()
         thread = threading.Thread(target=self._run, name="memorystore-redis-invalidate", daemon=True)
         self._thread = thread
@@ -343,7 +353,7 @@ class _Listener:
 
 
 class RedisStore:
-    """Sessions in Redis, with MemoryStore's methods (see the module docstring and SPEC).
+    """Sessions in Redis, with MemoryStore's methods and semantics (see the module docstring).
 
     ``client_or_url``: a redis-py client (or a compatible one such as
     valkey-py's) or a ``redis://``/``rediss://``/``unix://`` URL; a client made
@@ -353,7 +363,10 @@ class RedisStore:
     the values as given (str/bytes) and ``get`` returns what Redis returns.
     ``dispose(sid, session, reason)``: reasons ``"delete"`` and ``"set"``
     only.  ``near_cache``: a :class:`~memorystore.MemoryStore` used as a
-    coherent local cache of reads (its ``ttl`` bounds how long a copy is kept).
+    coherent local cache of reads (its ``ttl`` bounds how long a copy is kept,
+    its ``max``/``length`` bound what it keeps).  It keeps the values as Redis
+    sent them and this store decodes them on each hit, so its own serializer
+    is not used; it must have no ``dispose`` and no ``stale``.
     """
 
     def __init__(
@@ -377,10 +390,16 @@ class RedisStore:
             raise TypeError("serializer must have dumps() and loads(), or be None")
         if dispose is not None and not callable(dispose):
             raise TypeError("dispose must be callable or None")
-        if near_cache is not None and not all(
-            callable(getattr(near_cache, name, None)) for name in ("get", "set", "destroy", "clear")
-        ):
-            raise TypeError("near_cache must be a MemoryStore (or None)")
+        if near_cache is not None:
+            if not isinstance(near_cache, MemoryStore):
+                raise TypeError(f"near_cache must be a MemoryStore or None, not {type(near_cache).__name__}")
+            if near_cache._dispose is not None:
+                raise ValueError(
+                    "a near cache takes no dispose: its entries are copies that leave whenever Redis "
+                    "changes; give dispose to the RedisStore"
+                )
+            if near_cache._stale:
+                raise ValueError("a near cache cannot serve stale reads (stale=True): it must agree with Redis")
 
         if isinstance(client_or_url, str):
             self._client = redis.Redis.from_url(client_or_url)
@@ -527,9 +546,15 @@ class RedisStore:
             if sids:
                 near.destroy(sids)
 
-    def _near_fill(self, sid: str, session: Any, gen: int, remaining: float) -> None:
-        """Keep a copy of a session just read from Redis, unless an invalidation came meanwhile."""
+    def _near_fill(self, sid: str, raw: Any, session: Any, gen: int, remaining: float) -> None:
+        """Keep the bytes of a session just read from Redis, unless an invalidation came meanwhile.
+
+        The near cache holds ``raw`` exactly as Redis sent it, and each hit decodes
+        it with this store's serializer: a fresh copy, whatever either serializer is.
+        ``session`` (decoded) is only for a ttl callable of the near cache.
+        """
         near = self._near
+        assert near is not None
         seconds = remaining
         if self._near_ttl_for is not None:
             try:
@@ -542,7 +567,10 @@ class RedisStore:
             listener = self._listener
             if self._gen != gen or listener is None or not listener.healthy or self._closed:
                 return
-            near.set(sid, session, ttl=seconds)
+            try:
+                near._put_stored(sid, raw, seconds)
+            except Exception:  # noqa: BLE001 - a failing length() of the near cache: do not cache
+                logger.debug("near cache: keeping a copy failed", exc_info=True)
 
     def _after_fork(self) -> None:
         """In a forked child: fresh locks and an empty near cache (the listener restarts lazily)."""
@@ -559,18 +587,19 @@ class RedisStore:
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, sid: str) -> Any:
-        """The session under ``sid`` (a fresh copy), or ``None``."""
+        """The session under ``sid`` (a fresh copy), or ``None`` (also for a ``str`` no session can have)."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return None
         near = self._near
         if near is None or self._closed:
             raw = self._client.get(self._key(sid))
             return None if raw is None else self._decode(raw)
         listener = self._ensure_listener()
         if listener is not None and listener.quiet():
-            session = near.get(sid)
-            if session is not None:
-                return session
+            cached = near._get_stored(sid)
+            if cached is not None:
+                return self._decode(cached)
         gen = self._gen
         started = time.monotonic()
         key = self._key(sid)
@@ -592,13 +621,14 @@ class RedisStore:
         else:
             remaining = 0.0
         if remaining > 0:
-            self._near_fill(sid, session, gen, remaining)
+            self._near_fill(sid, raw, session, gen, remaining)
         return session
 
     def __contains__(self, sid: object) -> bool:
         """Whether a live entry exists under ``sid`` (``EXISTS``)."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         return bool(self._client.exists(self._key(sid)))
 
     def all(self) -> dict[str, Any]:
@@ -708,10 +738,12 @@ class RedisStore:
 
         The lifetime follows MemoryStore's rules (``ttl``, else the rules
         applied to ``session``, else one day).  Returns False when no entry
-        exists.  A lifetime ``<= 0`` makes Redis remove the entry (no dispose).
+        exists (a ``str`` no session can have included).  A lifetime ``<= 0``
+        makes Redis remove the entry (no dispose).
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         seconds = self._ttl_for(sid, session, ttl)
         key = self._key(sid)
         try:

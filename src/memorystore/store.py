@@ -33,12 +33,14 @@ from typing import Any
 
 from . import _core
 from ._log import logger
-from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch, to_seconds
+from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch, to_seconds
 
 __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
 #: Version of the ``save``/``restore`` file format.
 SNAPSHOT_VERSION = 1
+#: Seconds between two warnings, per store, about entries too large to be stored.
+TOO_LARGE_LOG_INTERVAL = 60.0
 
 _MISSING: Any = object()
 _INF = math.inf
@@ -105,7 +107,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class MemoryStore:
-    """A thread-safe session store in process memory (see SPEC "The store").
+    """A thread-safe session store in process memory (the module docstring and the README say more).
 
     All durations are seconds (int/float) or ``datetime.timedelta``.
     ``ttl``: lifetime of a session (a number, or ``ttl(sid, session)``); when
@@ -151,12 +153,13 @@ class MemoryStore:
         self._ttl_rule = TtlRule(ttl)
         self._ttl_const = self._ttl_rule.const  # the hot path of set() reads it directly
         if max is not None:
-            if isinstance(max, bool) or not isinstance(max, (int, float)):
-                raise TypeError(f"max must be an int or None, not {type(max).__name__}")
-            if not isinstance(max, int):
-                raise ValueError("max must be a whole number (an int >= 1)")
+            # The core's rules (TypeError for anything but an int, floats included; ValueError below 1),
+            # checked here so the message names the store's option.
+            if isinstance(max, bool) or not isinstance(max, int):
+                hint = " (write 1_000_000, not 1e6)" if isinstance(max, float) else ""
+                raise TypeError(f"max must be an int >= 1 or None, not {type(max).__name__}{hint}")
             if max < 1:
-                raise ValueError("max must be >= 1 or None")
+                raise ValueError(f"max must be an int >= 1 or None, not {max}")
         if length is not None and not callable(length):
             raise TypeError("length must be callable or None")
         if dispose is not None and not callable(dispose):
@@ -178,6 +181,10 @@ class MemoryStore:
         self._dumps: Callable[[Any], Any] | None = None if serializer is None else serializer.dumps
         self._loads: Callable[[Any], Any] | None = None if serializer is None else serializer.loads
         self._timer = timer
+        # Clock of the too-large warning's rate limit: the core's (so a fake timer drives both).
+        self._clock: Callable[[], float] = timer if timer is not None else time.monotonic
+        self._too_large_lock = threading.Lock()
+        self._too_large_next_log = -_INF
 
         core = self._core_class(maxsize=max, ttl=None, timer=timer)
         self._core = core
@@ -220,6 +227,29 @@ class MemoryStore:
             raise ValueError("length() must return an int >= 0")
         return size
 
+    def _too_large(self, size: int) -> None:
+        """Note an entry the core did not store because its length exceeds ``max``.
+
+        The one place where a rejected entry is accounted for (``stats().rejected``
+        will be counted here).  Logged at WARNING with the length and the bound only
+        (never the sid or the content), at most once per ``TOO_LARGE_LOG_INTERVAL``
+        seconds of this store's clock.
+        """
+        now = self._clock()
+        if now < self._too_large_next_log or not self._too_large_lock.acquire(blocking=False):
+            return
+        try:
+            if now < self._too_large_next_log:
+                return
+            self._too_large_next_log = now + TOO_LARGE_LOG_INTERVAL
+        finally:
+            self._too_large_lock.release()
+        logger.warning(
+            "an entry of length %d is longer than max=%d: not stored (logged at most once a minute per store)",
+            size,
+            self._max,
+        )
+
     def _prepare(self, sid: str, session: Any, ttl: Any) -> tuple[Any, float, Any]:
         """Everything a write needs, computed with no lock held: (stored value, seconds, size)."""
         seconds = self._ttl_for(sid, session, ttl)
@@ -248,10 +278,13 @@ class MemoryStore:
 
         Marks the entry most recently used.  An expired entry found here is
         removed (dispose reason ``"expire"``); with ``stale=True`` it is
-        returned this one last time.
+        returned this one last time.  A ``str`` no session can have (empty,
+        over-long) answers ``None``; a sid that is not exactly ``str`` raises
+        ``TypeError``.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return None
         # One atomic core call on a hit: no store lock needed (see "Locking" in the class doc).
         value = self._core_get(sid, _MISSING)
         if value is _MISSING:
@@ -266,7 +299,8 @@ class MemoryStore:
     def __contains__(self, sid: object) -> bool:
         """Whether a live entry exists under ``sid``; recency is unchanged."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         return self._core_contains(sid)
 
     def all(self) -> dict[str, Any]:
@@ -300,7 +334,9 @@ class MemoryStore:
         ``ttl`` overrides the ttl option for this call (``math.inf``: never
         expires; ``<= 0``: removes the entry).  If the ttl callable or the
         serializer raises, the exception propagates and the store is unchanged.
-        An entry longer than ``max`` is not stored (an old one is removed).
+        An entry longer than ``max`` is not stored (an old one is removed);
+        that is logged at WARNING with its length and ``max`` (never the sid or
+        the content), at most once a minute per store.
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
             bad_sid(sid)
@@ -311,6 +347,8 @@ class MemoryStore:
         value = session if self._dumps is None else self._dumps(session)
         size = None if self._length is None else self._measure(value, sid)
         removed = self._core_put(sid, value, seconds, size)  # one atomic core operation: no store lock
+        if size is not None and self._max is not None and size > self._max:
+            self._too_large(size)
         if removed and self._dispose is not None:
             self._notify(removed)
 
@@ -322,6 +360,8 @@ class MemoryStore:
         removed = self._core_put(sid, value, seconds, size, True)  # atomic create-if-absent in the core
         if removed is None:
             return False
+        if size is not None and self._max is not None and size > self._max:
+            self._too_large(size)
         if removed and self._dispose is not None:
             self._notify(removed)
         return True
@@ -330,7 +370,9 @@ class MemoryStore:
         """Remove one session, or each of an iterable of sids (all are validated first).
 
         Dispose reason ``"delete"`` (``"expire"`` for an entry that had
-        already expired); unknown sids are ignored.
+        already expired); unknown sids, and ``str`` sids no session can have,
+        are ignored.  A sid that is not exactly ``str`` raises ``TypeError``
+        before anything is removed.
         """
         batch = sid_batch(sids)
         removed = []
@@ -354,10 +396,11 @@ class MemoryStore:
         stored value is neither re-serialized nor disposed.  A lifetime
         ``<= 0`` leaves the entry expired (it is disposed as ``"expire"``
         when next found).  Returns ``False``, changing nothing, when there is
-        no live entry.
+        no live entry (a ``str`` no session can have included).
         """
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            bad_sid(sid)
+            absent_sid(sid)
+            return False
         seconds = self._ttl_for(sid, session, ttl)
         return self._core_touch(sid, seconds)
 
@@ -511,6 +554,10 @@ class MemoryStore:
         with self._lock:
             for sid, value, seconds, size in batch:
                 removed.extend(self._core_put(sid, value, seconds, size))
+        if self._max is not None:
+            for _, _, _, size in batch:
+                if size is not None and size > self._max:
+                    self._too_large(size)
         logger.debug("loaded %d entries", len(batch))
         if removed:
             self._notify(removed)
@@ -615,6 +662,24 @@ class MemoryStore:
         count = self.load(entries)
         logger.debug("restored %d of %d entries", count, len(entries))
         return count
+
+    # -- stored values as they are: a RedisStore's near cache ---------------------------
+    # The near cache keeps the bytes as Redis sent them and the RedisStore decodes them
+    # on each hit, so this store's serializer is not used on these two paths; a near
+    # cache has no dispose and no stale reads (RedisStore refuses them).
+
+    def _get_stored(self, sid: str) -> Any:
+        """The stored value under ``sid`` as it is (nothing decoded), or ``None``; marks it used."""
+        value = self._core_get(sid, _MISSING)
+        if value is _MISSING:
+            self._core_pop_expired(sid, _MISSING)  # found expired: drop it now
+            return None
+        return value
+
+    def _put_stored(self, sid: str, value: Any, seconds: float) -> None:
+        """Store an already serialized value for ``seconds``; one too long for ``max`` is not kept."""
+        size = None if self._length is None else self._measure(value, sid)
+        self._core_put(sid, value, seconds, size)
 
     # -- misc -----------------------------------------------------------------------
 
