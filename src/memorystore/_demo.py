@@ -74,7 +74,7 @@ StartResponse = Callable[..., Any]
 
 
 class StoreCounts(NamedTuple):
-    """The counters the page shows, named as the fields of ``MemoryStore.stats()`` (SPEC "stats()")."""
+    """The counters the page shows, named as the fields of ``MemoryStore.stats()``."""
 
     length: int
     maxsize: int | None
@@ -114,7 +114,7 @@ def default_store() -> tuple[Any, Callable[[], Any]]:
 
     counts = DisposeCounts()
     store = MemoryStore(ttl=SESSION_TTL, max=STORE_MAX, dispose=counts)
-    # Once MemoryStore has stats() (SPEC), this line becomes `return store, store.stats`.
+    # Once MemoryStore has stats(), this line becomes `return store, store.stats`.
     return store, lambda: counts.stats(store, STORE_MAX)
 
 
