@@ -234,8 +234,8 @@ class MemoryStore:
             return
         loads = self._loads
         for sid, value, reason in removed:
-            if reason == "set" and not self._dispose_on_set:
-                continue
+            if reason == "reject" or (reason == "set" and not self._dispose_on_set):
+                continue  # a rejected value never entered the store
             try:
                 dispose(sid, value if loads is None else loads(value), reason)
             except Exception:
