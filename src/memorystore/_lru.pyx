@@ -138,7 +138,6 @@ cdef enum:                  # what _expire_into hands back for each expired entr
     RELEASED = 2
 
 
-
 # -- argument checks (same messages as _lru_py) ------------------------------
 
 cpdef double to_seconds(object value, str what="ttl") except? -1.0:
@@ -350,7 +349,7 @@ cdef class LRUCache:
         cdef SlotsState* st = &self.state
         cdef Slot* old = self.v.slots
         cdef int32_t n = 0, i
-        cdef int l
+        cdef int lst, lane
         for i in range(old_capacity):
             if old[i].stamp & SLOT_FREE:
                 continue
@@ -373,14 +372,14 @@ cdef class LRUCache:
                     slots[i].exp_prev = renumbered[slots[i].exp_prev]
                 if slots[i].exp_next >= 0:
                     slots[i].exp_next = renumbered[slots[i].exp_next]
-        for l in range(2):
-            if st.head[l] >= 0:
-                st.head[l] = renumbered[st.head[l]]
-                st.tail[l] = renumbered[st.tail[l]]
-        for l in range(NLANES):
-            if st.lane_head[l] >= 0:
-                st.lane_head[l] = renumbered[st.lane_head[l]]
-                st.lane_tail[l] = renumbered[st.lane_tail[l]]
+        for lst in range(2):
+            if st.head[lst] >= 0:
+                st.head[lst] = renumbered[st.head[lst]]
+                st.tail[lst] = renumbered[st.tail[lst]]
+        for lane in range(NLANES):
+            if st.lane_head[lane] >= 0:
+                st.lane_head[lane] = renumbered[st.lane_head[lane]]
+                st.lane_tail[lane] = renumbered[st.lane_tail[lane]]
         PyMem_Free(renumbered)
         for i in range(n, new_capacity):          # the free list
             slots[i].next = i + 1 if i + 1 < new_capacity else NIL
@@ -930,4 +929,3 @@ cdef class LRUCache:
             for s in range(self.state.capacity):
                 if self.v.slots[s].stamp & SLOT_FREE:
                     assert self.slot_keys[s] is None and self.slot_values[s] is None, "free slot holds a reference"
-

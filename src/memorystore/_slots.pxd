@@ -135,7 +135,7 @@ cdef inline void slots_reset(SlotsView* v) noexcept nogil:
     # buckets; every slot goes on the free list.  Configuration and counters stay.
     cdef SlotsState* st = v.st
     cdef int32_t i
-    cdef int l
+    cdef int lane
     for i in range(st.capacity):
         v.slots[i].next = i + 1 if i + 1 < st.capacity else NIL
         v.slots[i].stamp = SLOT_FREE
@@ -146,8 +146,8 @@ cdef inline void slots_reset(SlotsView* v) noexcept nogil:
     st.count = 0
     st.size = st.list_size[0] = st.list_size[1] = 0
     st.head[0] = st.head[1] = st.tail[0] = st.tail[1] = NIL
-    for l in range(NLANES):
-        st.lane_head[l] = st.lane_tail[l] = NIL
+    for lane in range(NLANES):
+        st.lane_head[lane] = st.lane_tail[lane] = NIL
     st.lanes_used = 0
     st.heap_len = 0
     st.next_stamp = 0
@@ -304,29 +304,29 @@ cdef inline void slot_stamp(SlotsView* v, int32_t s) noexcept nogil:
 cdef inline void slot_read(SlotsView* v, int32_t s) noexcept nogil:
     # A read (get, touch) of the live entry in slot s: most recently used,
     # and protected from now on.
-    cdef int l = list_of(v, s)
+    cdef int lst = list_of(v, s)
     cdef int now_in
     if not (v.slots[s].stamp & SLOT_READ):
         v.slots[s].stamp |= SLOT_READ
         now_in = list_of(v, s)
-        if now_in != l:                         # promoted: probation -> protected
-            list_unlink(v, s, l)
+        if now_in != lst:                       # promoted: probation -> protected
+            list_unlink(v, s, lst)
             list_push_head(v, s, now_in)
             slot_stamp(v, s)
             return
-    if v.st.head[l] != s:
-        list_unlink(v, s, l)
-        list_push_head(v, s, l)
+    if v.st.head[lst] != s:
+        list_unlink(v, s, lst)
+        list_push_head(v, s, lst)
     slot_stamp(v, s)
 
 
 cdef inline void slot_written(SlotsView* v, int32_t s) noexcept nogil:
     # An overwrite of the live entry in slot s: most recently used in its own
     # list (a protected entry stays protected).
-    cdef int l = list_of(v, s)
-    if v.st.head[l] != s:
-        list_unlink(v, s, l)
-        list_push_head(v, s, l)
+    cdef int lst = list_of(v, s)
+    if v.st.head[lst] != s:
+        list_unlink(v, s, lst)
+        list_push_head(v, s, lst)
     slot_stamp(v, s)
 
 
@@ -626,11 +626,11 @@ cdef inline const char* slots_check(SlotsView* v) noexcept nogil:
     cdef SlotsState* st = v.st
     cdef int32_t s, p, i, n = 0, free = 0, in_table = 0, in_lanes = 0, in_heap = 0, lane_len
     cdef int64_t total, all_sizes = 0
-    cdef int l, lane
+    cdef int lst, lane
     cdef uint32_t stamp, previous
-    for l in range(2):
-        s, p, total, previous = st.head[l], NIL, 0, 0xFFFFFFFFu
-        if l == PROTECTED and st.policy != POLICY_PROTECT and s >= 0:
+    for lst in range(2):
+        s, p, total, previous = st.head[lst], NIL, 0, 0xFFFFFFFFu
+        if lst == PROTECTED and st.policy != POLICY_PROTECT and s >= 0:
             return "the protected list is used under lru"
         while s >= 0:
             if n >= st.capacity:
@@ -639,7 +639,7 @@ cdef inline const char* slots_check(SlotsView* v) noexcept nogil:
                 return "a recency prev link is broken"
             if v.slots[s].stamp & SLOT_FREE:
                 return "a listed slot is marked free"
-            if list_of(v, s) != l:
+            if list_of(v, s) != lst:
                 return "an entry is in the wrong recency list"
             stamp = v.slots[s].stamp & STAMP_MASK
             if stamp >= previous or stamp >= st.next_stamp:
@@ -665,9 +665,9 @@ cdef inline const char* slots_check(SlotsView* v) noexcept nogil:
                 in_lanes += 1
             n += 1
             p, s = s, v.slots[s].next
-        if p != st.tail[l]:
+        if p != st.tail[lst]:
             return "a recency tail is not its list's last slot"
-        if total != st.list_size[l]:
+        if total != st.list_size[lst]:
             return "a list's size differs from the sum of its entries' sizes"
         all_sizes += total
     if n != st.count:
