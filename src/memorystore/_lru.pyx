@@ -41,7 +41,7 @@ from libc.string cimport memset
 from memorystore._slots cimport (
     EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
     Bucket, Counters, Slot, SlotsState, SlotsView,
-    expiry_count, expiry_file, expiry_first, expiry_next, mru_next, slot_free, slot_read, slot_set_size,
+    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_read, slot_set_size,
     slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert, table_size_for, home_bucket,
 )
 
@@ -49,6 +49,7 @@ import numbers
 from datetime import timedelta
 from types import GenericAlias
 
+from memorystore._policy import PROBATION_SHARE, probation_reserve  # PROBATION_SHARE: see _policy
 from memorystore._stats import CacheStats
 
 cdef extern from *:
@@ -110,7 +111,7 @@ cdef inline double default_clock() noexcept nogil:
 CYTHON_VERSION = "%d.%d.%d" % ((CYTHON_HEX_VERSION >> 24) & 0xFF, (CYTHON_HEX_VERSION >> 16) & 0xFF,
                                (CYTHON_HEX_VERSION >> 8) & 0xFF)
 
-__all__ = ["LRUCache", "CYTHON_VERSION"]
+__all__ = ["LRUCache", "CYTHON_VERSION", "PROBATION_SHARE"]
 
 cdef double INF = float("inf")
 cdef object MISSING = object()
@@ -120,11 +121,6 @@ cdef str SET = "set"
 cdef str EXPIRE = "expire"
 cdef str EVICT = "evict"
 cdef str REJECT = "reject"
-
-# Under eviction="protect", the part of maxsize kept for probation: a new
-# entry outlives this many newer never-read entries even when every other
-# entry is protected (chosen with bench/flood.py; see the README).
-PROBATION_SHARE = 0.1
 
 cdef int32_t MIN_CAPACITY = 8
 cdef int32_t MAX_CAPACITY = 0x3FFFFFFF
@@ -257,7 +253,7 @@ cdef class LRUCache:
         self._ttl_obj = ttl
         self._eviction = eviction
         self.state.maxsize = -1 if maxsize is None else min(<object>maxsize, SIZE_CAP - 1)
-        self.state.reserve = max(1, <int64_t>(self.state.maxsize * PROBATION_SHARE))
+        self.state.reserve = probation_reserve(maxsize)
         self.state.policy = policy
         self.default_lifetime = INF if ttl is None else <double>ttl
         self._getsizeof = getsizeof
@@ -902,10 +898,15 @@ cdef class LRUCache:
     def stats(self):
         """Counters since creation or reset_stats(), with the live length, size and maxsize."""
         cdef Counters c
-        cdef Py_ssize_t length = len(self)
+        cdef double now = self._user_time()
+        cdef int32_t length
+        cdef int64_t expired_size = 0
         with cython.critical_section(self):
             c = self.state.counters
-            size = self.state.size
+            length = self.state.count
+            if self.state.heap_len or self.state.lanes_used:
+                length -= expiry_tally(&self.v, self._clock(now), &expired_size)
+            size = self.state.size - expired_size
         return CacheStats(c.hits, c.misses, c.expired, c.writes, c.evictions, c.evicted_unread, c.expirations,
                           c.deletions, c.rejected, length, size, self._maxsize_obj)
 

@@ -550,9 +550,10 @@ cdef inline int32_t expiry_next(SlotsView* v, double now) noexcept nogil:
         heap_sift_down(v, 0)
 
 
-cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
-    # How many filed entries have expired at now: each lane's expired prefix,
-    # then a depth-first walk of the heap items keyed <= now.
+cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size) noexcept nogil:
+    # How many filed entries have expired at now, adding their sizes to *size
+    # (unless size is NULL): each lane's expired prefix, then a depth-first
+    # walk of the heap items keyed <= now.
     cdef SlotsState* st = v.st
     cdef int32_t stack[256]
     cdef int32_t top = 1, count = 0, i, child, end, s
@@ -562,6 +563,8 @@ cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
             s = st.lane_head[lane] if st.lanes_used & (1u << lane) else NIL
             while s >= 0 and v.slots[s].deadline <= now:
                 count += 1
+                if size != NULL:
+                    size[0] += slot_size(v, s)
                 s = v.slots[s].exp_next
     if st.heap_len == 0 or v.heap_key[0] > now:
         return count
@@ -571,6 +574,8 @@ cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
         i = stack[top]
         if v.slots[v.heap_slot[i]].deadline <= now:
             count += 1
+            if size != NULL:
+                size[0] += slot_size(v, v.heap_slot[i])
         child = HEAP_ARITY * i + 1
         end = child + HEAP_ARITY
         if end > st.heap_len:
@@ -581,6 +586,11 @@ cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
                 top += 1
             child += 1
     return count
+
+
+cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
+    # How many filed entries have expired at now.
+    return expiry_tally(v, now, NULL)
 
 
 # -- entries -----------------------------------------------------------------------
