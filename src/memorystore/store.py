@@ -33,7 +33,9 @@ from typing import Any
 
 from . import _core
 from ._log import logger
+from ._policy import check_eviction
 from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, bad_sid, sid_batch, to_seconds
+from ._stats import StoreStats
 
 __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
@@ -118,7 +120,10 @@ class MemoryStore:
     ``"evict"``, ``"delete"`` or ``"set"``.  ``stale``: ``get`` returns an
     expired entry once.  ``serializer``: an object with ``dumps``/``loads``
     (default :mod:`json`); ``None`` stores the objects themselves.
-    ``timer``: monotonic clock for the core (tests).
+    ``timer``: monotonic clock for the core (tests).  ``eviction``: which
+    live session ``max`` pushes out first: ``"protect"`` (default), sessions
+    never read since they were written (one-shot visitors, a flood) before
+    sessions in use; ``"lru"``, the least recently used (the seed's order).
 
     Locking: the core makes every single operation atomic, so the
     per-request calls that are one core call (``get``, ``set``, ``add`` --
@@ -146,6 +151,7 @@ class MemoryStore:
         no_dispose_on_set: bool = False,
         serializer: Any = json,
         timer: Callable[[], float] | None = None,
+        eviction: str = "protect",
     ) -> None:
         # ttl: a constant, a callable, or None (the cookie rule).
         self._ttl_rule = TtlRule(ttl)
@@ -168,6 +174,7 @@ class MemoryStore:
         ):
             raise TypeError("serializer must have dumps() and loads(), or be None")
         self._check_period = _check_period(check_period)
+        self._eviction = check_eviction(eviction)
 
         self._max = max
         self._length = length
@@ -179,8 +186,9 @@ class MemoryStore:
         self._loads: Callable[[Any], Any] | None = None if serializer is None else serializer.loads
         self._timer = timer
 
-        core = self._core_class(maxsize=max, ttl=None, timer=timer)
+        core = self._core_class(maxsize=max, ttl=None, timer=timer, eviction=eviction)
         self._core = core
+        self._stale_served = 0  # expired sessions get() returned one last time (stats().stale)
         # Hot core methods, bound once.
         self._core_get = core.get
         self._core_put = core.put
@@ -196,8 +204,9 @@ class MemoryStore:
         self._stop: threading.Event | None = None
         _STORES.add(self)
         logger.debug(
-            "store created: max=%s check_period=%s serializer=%s core=%s",
+            "store created: max=%s eviction=%s check_period=%s serializer=%s core=%s",
             max,
+            eviction,
             self._check_period,
             "none" if serializer is None else getattr(serializer, "__name__", type(serializer).__name__),
             "compiled" if type(core).__module__ == "memorystore._lru" else "pure",
@@ -261,6 +270,8 @@ class MemoryStore:
             self._notify(((sid, value, "expire"),))
             if not self._stale:
                 return None
+            with self._lock:
+                self._stale_served += 1
         return value if self._loads is None else self._loads(value)
 
     def __contains__(self, sid: object) -> bool:
@@ -616,7 +627,46 @@ class MemoryStore:
         logger.debug("restored %d of %d entries", count, len(entries))
         return count
 
+    # -- statistics -------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        """Counters since creation or :meth:`reset_stats`, plus the live sessions, their total length and ``max``.
+
+        The core's counters (hits, misses, expired reads, writes, evictions,
+        evictions of sessions never read since written, expirations,
+        deletions, rejected too-large sessions) and ``stale``: expired
+        sessions served once by ``get`` (``stale=True``).  Counting is always
+        on; no session id or content is recorded.
+        """
+        core = self._core.stats()
+        return StoreStats(
+            hits=core.hits,
+            misses=core.misses,
+            expired=core.expired,
+            stale=self._stale_served,
+            writes=core.writes,
+            evictions=core.evictions,
+            evicted_unread=core.evicted_unread,
+            expirations=core.expirations,
+            deletions=core.deletions,
+            rejected=core.rejected,
+            length=core.length,
+            size=core.size,
+            maxsize=core.maxsize,
+        )
+
+    def reset_stats(self) -> None:
+        """Zero the counters (the fill figures of :meth:`stats` are current values, not counters)."""
+        with self._lock:
+            self._core.reset_stats()
+            self._stale_served = 0
+
     # -- misc -----------------------------------------------------------------------
+
+    @property
+    def eviction(self) -> str:
+        """The eviction policy: ``"protect"`` or ``"lru"``."""
+        return self._eviction
 
     @property
     def core(self) -> Any:
@@ -630,7 +680,7 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} len={len(self)} max={self._max} "
+            f"<{type(self).__name__} len={len(self)} max={self._max} eviction={self._eviction} "
             f"check_period={self._check_period} thread={'on' if self._thread is not None else 'off'}>"
         )
 
