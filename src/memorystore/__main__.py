@@ -126,15 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import _bench
 
         return int(_bench.main(args[1:]) or 0)
+    if args and args[0] == "flood":
+        from . import _flood
+
+        return int(_flood.main(args[1:]) or 0)
 
     parser = argparse.ArgumentParser(
         prog="python -m memorystore", description="memorystore: a session demo, build information, a benchmark."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,info,bench}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,info,bench,flood}")
     demo = commands.add_parser("demo", help="serve a session demo on 127.0.0.1")
     demo.add_argument("--port", type=_port, default=0, help="port to listen on (0: a free port)")
     commands.add_parser("info", help="version, core and build information")
     commands.add_parser("bench", help="compare against the installed peers (see: bench --help)")
+    commands.add_parser("flood", help="the eviction policies under floods of new sessions (see: flood --help)")
     options = parser.parse_args(args)
     if options.command == "demo":
         return _demo(options.port)
