@@ -35,7 +35,7 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
 from libc.math cimport NAN
 from cpython.time cimport monotonic
-from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from memorystore._slots cimport (
@@ -101,6 +101,19 @@ cdef extern from *:
     }
     """
     bint releasable_now "memorystore_releasable_now"(PyObject* o) noexcept
+
+
+cdef extern from *:
+    """
+    /* One stats() counter goes up by n.  Building with -DMEMORYSTORE_NO_COUNTING
+       compiles counting out: bench/stats_cost.py measures its cost that way. */
+    #ifdef MEMORYSTORE_NO_COUNTING
+    #define memorystore_count(counter, n) ((void)(counter), (void)(n))
+    #else
+    #define memorystore_count(counter, n) (*(counter) += (n))
+    #endif
+    """
+    void counter_add "memorystore_count"(uint64_t* counter, uint64_t n) noexcept nogil
 
 
 # The default clock: the coarse monotonic clock where there is one, else CPython's.
@@ -511,7 +524,7 @@ cdef class LRUCache:
         s = slot_take(&self.v, h, deadline, size)
         self.slot_keys[s] = key
         self.slot_values[s] = value
-        self.state.counters.writes += 1
+        counter_add(&self.state.counters.writes, 1)
         return 0
 
     cdef tuple _remove_slot(self, int32_t s, str reason):
@@ -557,7 +570,7 @@ cdef class LRUCache:
             s = expiry_next(&self.v, now)
             if s < 0:
                 return removed
-            self.state.counters.expirations += 1
+            counter_add(&self.state.counters.expirations, 1)
             if shape == PAIRS:
                 removed.append((self.slot_keys[s], self.slot_values[s]))
                 self._free_slot(s)
@@ -578,9 +591,9 @@ cdef class LRUCache:
             s = slots_victim(&self.v, keep)
             if s < 0:
                 break
-            self.state.counters.evictions += 1
+            counter_add(&self.state.counters.evictions, 1)
             if not (self.v.slots[s].stamp & SLOT_READ):
-                self.state.counters.evicted_unread += 1
+                counter_add(&self.state.counters.evicted_unread, 1)
             removed = self._drop(s, EVICT, removed, collect)
         return removed
 
@@ -631,19 +644,19 @@ cdef class LRUCache:
             if size_c != 1 and self.v.sizes == NULL:
                 self._use_sizes()
             if s >= 0 and self.v.slots[s].deadline <= now:    # the old entry expired: it leaves as such
-                self.state.counters.expirations += 1
+                counter_add(&self.state.counters.expirations, 1)
                 removed = self._drop(s, EXPIRE, removed, collect)
                 s = NIL
             # now + lifetime <= now: ttl <= 0, or so small that adding it changes nothing
             if now + lifetime <= now:
                 if s >= 0:
-                    self.state.counters.deletions += 1
+                    counter_add(&self.state.counters.deletions, 1)
                     removed = self._drop(s, SET, removed, collect)
             elif self.state.maxsize >= 0 and size_c > self.state.maxsize:
                 if s >= 0:
-                    self.state.counters.deletions += 1
+                    counter_add(&self.state.counters.deletions, 1)
                     removed = self._drop(s, SET, removed, collect)
-                self.state.counters.rejected += 1
+                counter_add(&self.state.counters.rejected, 1)
                 if collect:
                     if removed is None:
                         removed = []
@@ -657,7 +670,7 @@ cdef class LRUCache:
                 slot_set_size(&self.v, s, size_c)
                 slot_written(&self.v, s)
                 expiry_file(&self.v, s, now + lifetime)
-                self.state.counters.writes += 1
+                counter_add(&self.state.counters.writes, 1)
                 if self.state.maxsize >= 0 and self.state.size > self.state.maxsize:
                     removed = self._make_room(s, now, removed, collect, 0)
             else:
@@ -675,7 +688,7 @@ cdef class LRUCache:
         with cython.critical_section(self):
             s = self._find(key, h)
             if s >= 0 and not self._is_live(s, now):
-                self.state.counters.expirations += 1
+                counter_add(&self.state.counters.expirations, 1)
                 entry = self._remove_slot(s, EXPIRE)
                 self._maybe_shrink()
         return default if entry is None else entry[1]
@@ -776,14 +789,14 @@ cdef class LRUCache:
                 self._count_miss(s)
                 return default
             slot_read(&self.v, s)
-            self.state.counters.hits += 1
+            counter_add(&self.state.counters.hits, 1)
             return self.slot_values[s]
 
     cdef inline void _count_miss(self, int32_t s) noexcept:
         # A read found no live entry; s is the expired one it found, or NIL.
-        self.state.counters.misses += 1
+        counter_add(&self.state.counters.misses, 1)
         if s >= 0:
-            self.state.counters.expired += 1
+            counter_add(&self.state.counters.expired, 1)
 
     def __getitem__(self, key):
         value = self.get(key, MISSING)
@@ -801,7 +814,7 @@ cdef class LRUCache:
             if not self._is_live(s, now):
                 self._count_miss(s)
                 return default
-            self.state.counters.hits += 1
+            counter_add(&self.state.counters.hits, 1)
             return self.slot_values[s]
 
     def __contains__(self, key):
@@ -850,7 +863,7 @@ cdef class LRUCache:
             if self._is_live(s, now):
                 _stored_key = self.slot_keys[s]     # both released when this returns
                 value = self.slot_values[s]
-                self.state.counters.deletions += 1
+                counter_add(&self.state.counters.deletions, 1)
                 self._free_slot(s)
                 self._maybe_shrink()
         return value
@@ -871,8 +884,8 @@ cdef class LRUCache:
             if self.busy:
                 self._wait_not_busy()
             expired = expiry_count(&self.v, self._clock(now)) if self.state.count else 0
-            self.state.counters.expirations += expired
-            self.state.counters.deletions += self.state.count - expired
+            counter_add(&self.state.counters.expirations, expired)
+            counter_add(&self.state.counters.deletions, self.state.count - expired)
             keys, values = self.slot_keys, self.slot_values
             self.slot_keys, self.slot_values = [], []
             self._free_arrays()
