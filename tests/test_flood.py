@@ -70,22 +70,9 @@ def test_probation_share_is_restored() -> None:
 
 
 def test_the_command_line_prints_the_table(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    target = tmp_path / "flood.png"
     figures = tmp_path / "flood.json"
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "memorystore",
-            "flood",
-            "--capacity",
-            "200",
-            "--plot",
-            str(target),
-            "--json",
-            str(figures),
-        ],
+        [sys.executable, "-m", "memorystore", "flood", "--capacity", "200", "--json", str(figures)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -95,9 +82,16 @@ def test_the_command_line_prints_the_table(tmp_path: Path) -> None:
     assert len(rows) == 2 * len(_flood.MULTIPLES)
     ten_fast = next(row for row in rows if row.startswith("| fast | 10 |")).split("|")
     assert ten_fast[4].strip() == "100%"  # E under protect
-    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert '"policy": "protect"' in figures.read_text()
     assert "capacity 200" in run.stderr
+
+
+def test_the_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "flood.png"
+    results = _flood.run(_flood.Workload(capacity=100), multiples=(0, 1))
+    _flood.plot(results, str(target))
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_sweep(capsys: pytest.CaptureFixture[str]) -> None:
