@@ -2,9 +2,9 @@
 
 Structure::
 
-    _map      dict       _Key -> _Entry.  A _Key holds a stored key and its
-                         hash, taken once; lookups go through a throw-away
-                         _Probe (the key asked for and its hash)
+    _map      dict       _Key -> _Entry.  A _Key holds a key and its hash,
+                         taken once; a lookup's _Key becomes the stored one
+                         when its key is new
     _root     _Entry     sentinel of a circular doubly linked list of every
                          entry (``prev``/``next``), least recently used first:
                          the order iteration shows
@@ -113,41 +113,32 @@ def check_default_ttl(ttl: object) -> float | None:
 
 
 class _Key:
-    """A stored key and its hash, taken once.
+    """A key and its hash, taken once; in the index, or the probe of one lookup.
 
     The index never hashes a stored key again, so an entry can always be found
-    by its own _Key, even when the key's hash has changed since.  Two stored
-    _Keys are never equal (the index holds each key once), so finding or
-    inserting a stored _Key compares by identity only and runs no user code.
+    by its own _Key, even when the key's hash has changed since.  A probe
+    compares with the stored keys by identity of the key first, then by its
+    ``__eq__``.  Two stored keys are never equal (the index holds each key
+    once), so a stored _Key, when it is inserted (``stored`` is set first) or
+    removed, compares with the others by identity only: no user code runs.
     """
 
-    __slots__ = ("hash", "key")
+    __slots__ = ("hash", "key", "stored")
 
-    def __init__(self, hash_: int, key: Any) -> None:
-        self.hash = hash_
+    def __init__(self, key: Any) -> None:
+        self.hash = hash(key)
         self.key = key
+        self.stored = False
 
     def __hash__(self) -> int:
         return self.hash
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is _Key:
+        # self is in the index (a dict compares its stored keys with the one looked up)
+        if other.stored:  # type: ignore[attr-defined]
             return self is other
         key = other.key  # type: ignore[attr-defined]
         return key is self.key or self.key == key  # type: ignore[no-any-return]
-
-
-class _Probe:
-    """The key a lookup asks for, hashed once; the stored _Key compares itself with it."""
-
-    __slots__ = ("hash", "key")
-
-    def __init__(self, key: Any) -> None:
-        self.hash = hash(key)
-        self.key = key
-
-    def __hash__(self) -> int:
-        return self.hash
 
 
 class _Entry:
@@ -420,13 +411,14 @@ class LRUCache(Generic[K, V]):
         self._heap = [item for item in self._heap if item[2].heap_item is item]
         heapq.heapify(self._heap)
 
-    def _find(self, probe: _Probe) -> _Entry | None:
+    def _find(self, probe: _Key) -> _Entry | None:
         # The operation's one lookup: may run the key's __eq__ (and raise), changing nothing.
         return self._map.get(probe)  # type: ignore[call-overload,no-any-return]
 
     def _insert(self, ikey: _Key, entry: _Entry) -> None:
-        # File a new entry (its key was found absent by this operation's lookup);
-        # compares only stored _Keys: no user code.
+        # File a new entry (its key was found absent by this operation's lookup):
+        # ikey is stored from now on, so it compares by identity only: no user code.
+        ikey.stored = True
         self._map[ikey] = entry
         self._link_mru(entry)
         self._currsize += entry.size
@@ -477,7 +469,7 @@ class LRUCache(Generic[K, V]):
                     stack.append(child)
         return count, size
 
-    def _live(self, probe: _Probe, now: float) -> _Entry | None:
+    def _live(self, probe: _Key, now: float) -> _Entry | None:
         # The live entry under the probe's key, or None.
         entry = self._find(probe)
         if entry is None or entry.deadline <= now:
@@ -524,7 +516,7 @@ class LRUCache(Generic[K, V]):
         changes and ``None`` is returned when a live entry is held under ``key``
         (an atomic create-if-absent).
         """
-        probe = _Probe(key)  # hashes the key, and only here
+        probe = _Key(key)  # hashes the key, and only here
         lifetime = self._lifetime(ttl)
         if size is None:
             size = self._getsizeof(value) if self._getsizeof is not None else 1
@@ -572,9 +564,8 @@ class LRUCache(Generic[K, V]):
                 else:
                     if maxsize is not None and self._currsize + size > maxsize:
                         self._make_room(None, now, removed, size)
-                    ikey = _Key(probe.hash, key)
-                    entry = _Entry(key, value, deadline, size, ikey)
-                    self._insert(ikey, entry)
+                    entry = _Entry(key, value, deadline, size, probe)
+                    self._insert(probe, entry)
                     self._file_deadline(entry, deadline)
                     counters.writes += 1
                 return removed or _NO_REMOVALS
@@ -583,7 +574,7 @@ class LRUCache(Generic[K, V]):
 
     def pop_expired(self, key: K, default: Any = None) -> Any:
         """If ``key`` is held but expired, remove it and return its value; else ``default``."""
-        probe = _Probe(key)
+        probe = _Key(key)
         now = self.now()
         with self._lock:
             self._enter()
@@ -599,7 +590,7 @@ class LRUCache(Generic[K, V]):
 
     def remaining(self, key: K) -> float | None:
         """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
-        probe = _Probe(key)
+        probe = _Key(key)
         now = self.now()
         with self._lock:
             self._enter()
@@ -650,7 +641,7 @@ class LRUCache(Generic[K, V]):
 
     def get(self, key: K, default: Any = None) -> Any:
         """The live value (now most recently used), else ``default``."""
-        probe = _Probe(key)
+        probe = _Key(key)
         now = self.now()
         with self._lock:
             self._enter()
@@ -676,7 +667,7 @@ class LRUCache(Generic[K, V]):
 
     def peek(self, key: K, default: Any = None) -> Any:
         """The live value without changing recency, else ``default``."""
-        probe = _Probe(key)
+        probe = _Key(key)
         now = self.now()
         with self._lock:
             self._enter()
@@ -694,7 +685,7 @@ class LRUCache(Generic[K, V]):
                 self._busy = False
 
     def __contains__(self, key: object) -> bool:
-        probe = _Probe(key)
+        probe = _Key(key)
         now = self.now()
         with self._lock:
             self._enter()
@@ -705,7 +696,7 @@ class LRUCache(Generic[K, V]):
 
     def touch(self, key: K, ttl: float | timedelta | None = None) -> bool:
         """Give a live entry a new deadline and make it most recently used; False if none."""
-        probe = _Probe(key)
+        probe = _Key(key)
         lifetime = self._lifetime(ttl)
         now = self.now()
         with self._lock:
@@ -722,7 +713,7 @@ class LRUCache(Generic[K, V]):
 
     def pop(self, key: K, default: Any = _MISSING) -> Any:
         """Remove a live entry and return its value; ``default`` or KeyError if there is none."""
-        probe = _Probe(key)
+        probe = _Key(key)
         now = self.now()
         with self._lock:
             self._enter()
@@ -828,7 +819,7 @@ class LRUCache(Generic[K, V]):
             filed = 0
             index = self._map
             for ikey, entry in index.items():
-                assert type(ikey) is _Key, "the index holds something else than a _Key"
+                assert type(ikey) is _Key and ikey.stored, "the index holds something else than a stored _Key"
                 assert entry.ikey is ikey and ikey.key is entry.key, "index key differs from entry key"
                 assert entry.size >= 0, "negative size"
                 total += entry.size
