@@ -1,7 +1,7 @@
 """Eviction policies (issue 14, SPEC "The core" ``eviction``), on both cores and on MemoryStore.
 
 ``"lru"``: the least recently used entry goes.  ``"protect"``: entries read
-(get, [], touch) since they were written are protected; probation's least
+(get, [], touch) since they were created are protected; probation's least
 recently used entry goes first while probation holds at least the reserve
 (``PROBATION_SHARE`` of maxsize, at least 1), else protected's.  Expired
 entries go first under both.  The state machines (test_lru_stateful.py,

@@ -417,8 +417,8 @@ def sweep(workload: Workload, shares: Sequence[float], seed: int = 1, progress: 
     """The split: protect's figures for several PROBATION_SHARE values, with lru's for reference."""
     columns = [("none", 0.0, 1800.0), ("fast", 1.0, 60.0), ("fast", 10.0, 60.0), ("slow", 3.0, 1800.0)]
     rows = [
-        "| policy | share | found k=0 (not found) | E fast k=10 | R fast k=10 | R* fast k=10 | N fast k=1 | N fast k=10 "
-        "| N slow k=3 | E slow k=3 |",
+        "| policy | share | found k=0 (not found) | E fast k=10 | R fast k=10 | R* fast k=10 "
+        "| N fast k=1 | N fast k=10 | N slow k=3 | E slow k=3 |",
         "|---|---|" + "---|" * 8,
     ]
     for policy, share in [("lru", None), *(("protect", s) for s in shares)]:
@@ -435,7 +435,8 @@ def sweep(workload: Workload, shares: Sequence[float], seed: int = 1, progress: 
             f"| {_pct(figures[('none', 0.0)].found)} ({figures[('none', 0.0)].counted['not_found']}) "
             f"| {_pct(figures[('fast', 10.0)].E)} | {_pct(figures[('fast', 10.0)].R)} "
             f"| {_pct(figures[('fast', 10.0)].R_all)} | {_pct(figures[('fast', 1.0)].N)} "
-            f"| {_pct(figures[('fast', 10.0)].N)} | {_pct(figures[('slow', 3.0)].N)} | {_pct(figures[('slow', 3.0)].E)} |"
+            f"| {_pct(figures[('fast', 10.0)].N)} | {_pct(figures[('slow', 3.0)].N)} "
+            f"| {_pct(figures[('slow', 3.0)].E)} |"
         )
     return "\n".join(rows)
 

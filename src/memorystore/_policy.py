@@ -1,8 +1,8 @@
 """The eviction policies, as every core reads them (compiled, pure, shared-memory).
 
 ``"lru"``: the least recently used entry goes first.  ``"protect"``: an entry
-read (``get``, ``[]``, ``touch``) since it was written is *protected*; one
-never read is on *probation*.  Probation's least recently used entry goes
+read (``get``, ``[]``, ``touch``) since it was created is *protected*; one
+never read is on *probation*; an overwrite keeps the status.  Probation's least recently used entry goes
 first while probation holds at least ``probation_reserve(maxsize)``, else
 protected's least recently used one.  So a flood of one-shot entries only
 pushes out other one-shot entries, and a new entry survives about

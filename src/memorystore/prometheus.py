@@ -18,7 +18,7 @@ Metrics, each with a ``store`` label (the mapping's key)::
     memorystore_misses_total          reads that found none (expired ones included)
     memorystore_writes_total          sessions stored (new or overwritten)
     memorystore_evictions_total       live sessions pushed out by the store's max
-    memorystore_evicted_unread_total  of those, sessions never read since written:
+    memorystore_evicted_unread_total  of those, sessions never read since created:
                                       a flood of one-shot sessions shows here
     memorystore_expirations_total     expired sessions removed
     memorystore_deletions_total       sessions removed on request (destroy, clear)
@@ -54,7 +54,7 @@ COUNTERS: tuple[tuple[str, str, str], ...] = (
     (
         "evicted_unread",
         "memorystore_evicted_unread",
-        "Evicted sessions that were never read since written (a flood of one-shot sessions).",
+        "Evicted sessions that were never read since created (a flood of one-shot sessions).",
     ),
     ("expirations", "memorystore_expirations", "Expired sessions removed."),
     ("deletions", "memorystore_deletions", "Live sessions removed on request."),

@@ -122,7 +122,7 @@ class MemoryStore:
     (default :mod:`json`); ``None`` stores the objects themselves.
     ``timer``: monotonic clock for the core (tests).  ``eviction``: which
     live session ``max`` pushes out first: ``"protect"`` (default), sessions
-    never read since they were written (one-shot visitors, a flood) before
+    never read since they were created (one-shot visitors, a flood) before
     sessions in use; ``"lru"``, the least recently used (the seed's order).
 
     Locking: the core makes every single operation atomic, so the
@@ -633,7 +633,7 @@ class MemoryStore:
         """Counters since creation or :meth:`reset_stats`, plus the live sessions, their total length and ``max``.
 
         The core's counters (hits, misses, expired reads, writes, evictions,
-        evictions of sessions never read since written, expirations,
+        evictions of sessions never read since created, expirations,
         deletions, rejected too-large sessions) and ``stale``: expired
         sessions served once by ``get`` (``stale=True``).  Counting is always
         on; no session id or content is recorded.
