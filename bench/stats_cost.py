@@ -18,8 +18,8 @@ runs the same fixed workload (PYTHONHASHSEED=0, a fixed op list) on both:
    lengths is the core's instructions per operation, with the cache's initial
    fill cancelled out.  Exact and repeatable: the figure that may gate a
    regression;
-2. natively, best of several timed rounds: ns per operation (noisy: the
-   machine is shared; indicative only).
+2. natively, best of several timed rounds, alternating between the two
+   builds: ns per operation (noisy: the machine is shared; indicative only).
 
 The cost of counting is reported as extra instructions per operation, and in
 ns as those instructions at this machine's measured ns per instruction on the
@@ -32,7 +32,9 @@ misses), 20% set (new keys evict), 10% overwrite, 10% peek, 5% pop, 5% touch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -103,6 +105,7 @@ print("ns_per_op", best / n, "hits", stats.hits, "writes", stats.writes)
 def build(variant: Path, counting: bool) -> Path:
     """A package directory holding this checkout's Python files and a core built with or without counting."""
     package = variant / "memorystore"
+    shutil.rmtree(variant, ignore_errors=True)
     shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("*.so", "*.c", "*.html", "__pycache__", "*.pyd"))
     macros = [] if counting else [("MEMORYSTORE_NO_COUNTING", "1")]
     (variant / "build_variant.py").write_text(BUILD.format(macros=macros))
@@ -139,19 +142,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--builds", metavar="DIR", help="build into DIR and keep the builds (reused if there)")
+    parser.add_argument("--no-valgrind", action="store_true", help="timing only")
     options = parser.parse_args(argv)
     short, long_ = (20_000, 60_000) if options.quick else (100_000, 300_000)
     timed, rounds = (200_000, 3) if options.quick else (1_000_000, 7)
-    have_valgrind = shutil.which("valgrind") is not None
-    if not have_valgrind:
+    have_valgrind = shutil.which("valgrind") is not None and not options.no_valgrind
+    if not have_valgrind and not options.no_valgrind:
         print("valgrind is not installed: NO INSTRUCTION COUNTS, timing only (apt-get install valgrind)")
     figures: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="memorystore-stats-cost-") as tmp:
+    with contextlib.ExitStack() as cleanup:
+        if options.builds:
+            tmp = options.builds
+        else:
+            tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="memorystore-stats-cost-"))
+        variants = {}
         for name, counting in (("counting", True), ("no counting", False)):
-            print(f"building the core {'with' if counting else 'without'} counting ...", flush=True)
-            variant = build(Path(tmp) / name.replace(" ", "-"), counting)
-            ns, _ = run_workload(variant, timed, rounds)
-            figures[name] = {"ns_per_op": ns}
+            where = Path(tmp) / name.replace(" ", "-")
+            if not any(where.glob("memorystore/_lru*.so")):
+                print(f"building the core {'with' if counting else 'without'} counting ...", flush=True)
+                build(where, counting)
+            variants[name] = where
+            figures[name] = {"ns_per_op": math.inf}
+        # Timed rounds alternate between the builds, so a change in the machine's load hits both.
+        for _ in range(rounds):
+            for name, variant in variants.items():
+                ns, _ = run_workload(variant, timed, 1)
+                figures[name]["ns_per_op"] = min(figures[name]["ns_per_op"], ns)
+        for name, variant in variants.items():
+            counting = name == "counting"
             if have_valgrind:
                 for scope in ("core", "all") if counting else ("core",):
                     _, ir_short = run_workload(variant, short, 1, valgrind=scope)
@@ -163,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     with_counting, without = figures["counting"], figures["no counting"]
     print()
     print(
-        f"timed (best of {rounds} x {timed} ops; noisy): {with_counting['ns_per_op']:.1f} ns/op with counting, "
+        f"timed (best of {rounds} alternating rounds of {timed} ops; noisy): "
+        f"{with_counting['ns_per_op']:.1f} ns/op with counting, "
         f"{without['ns_per_op']:.1f} without: {with_counting['ns_per_op'] - without['ns_per_op']:+.2f} ns/op"
     )
     if have_valgrind:
@@ -173,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         ns_per_instruction = with_counting["ns_per_op"] / with_counting["loop_instructions_per_op"]
         figures["cost"] = {"instructions_per_op": extra, "ns_per_op": extra * ns_per_instruction}
         print(
-            f"callgrind: {with_counting['instructions_per_op']:.1f} instructions/op with counting, "
+            f"callgrind, inside the core: {with_counting['instructions_per_op']:.1f} instructions/op "
+            "with counting, "
             f"{without['instructions_per_op']:.1f} without: {extra:+.2f} instructions/op"
         )
         print(
