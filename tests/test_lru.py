@@ -406,7 +406,7 @@ def test_oversize_entry_is_not_stored_and_evicts_nothing(make: Callable[..., Any
     before = state(cache)
     removed = cache.put("big", "x" * 11)
     cache.check_invariants()
-    assert list(removed) == []
+    assert list(removed) == [("big", "x" * 11, "reject")]  # nothing stored, nothing else left
     assert "big" not in cache
     assert state(cache) == before
     cache["big"] = "x" * 11
@@ -422,7 +422,7 @@ def test_oversize_entry_removes_the_old_value_under_its_key(make: Callable[..., 
     cache["b"] = "xxx"
     removed = list(cache.put("k", "z" * 11))
     cache.check_invariants()
-    assert removed == [("k", "yy", "set")]
+    assert removed == [("k", "yy", "set"), ("k", "z" * 11, "reject")]
     assert "k" not in cache
     assert cache.keys() == ["b", "a"]
     assert cache.currsize == 6
@@ -439,8 +439,8 @@ def test_any_entry_bigger_than_maxsize_is_just_not_stored(make: Callable[..., An
     filled(cache, "a", "k", "b")
     removed = list(cache.put("k", "huge"))
     cache.check_invariants()
-    assert removed == [("k", "v-k", "set")]
-    assert list(cache.put("new", "x", size=size)) == []
+    assert removed == [("k", "v-k", "set"), ("k", "huge", "reject")]
+    assert list(cache.put("new", "x", size=size)) == [("new", "x", "reject")]
     cache["new"] = "huge"
     cache.check_invariants()
     assert cache.keys() == ["b", "a"]
@@ -459,7 +459,7 @@ def test_put_size_overrides_getsizeof(make: Callable[..., Any]) -> None:
     cache.check_invariants()
     assert calls == []
     assert cache.currsize == 7
-    assert list(cache.put("b", "w", size=11)) == []
+    assert list(cache.put("b", "w", size=11)) == [("b", "w", "reject")]
     assert "b" not in cache
     removed = list(cache.put("c", "u", size=4))
     cache.check_invariants()
@@ -1286,3 +1286,130 @@ def test_purge_releases_values_after_the_operation(make: Callable[..., Any], fak
     gc.collect()
     assert seen == [1, 1]
     cache.check_invariants()
+
+
+# -- keys whose __eq__ raises, re-enters or lies (issue 15) ------------------------------------
+
+
+class RaisingEqKey:
+    """A key whose every comparison raises; it can only be found by identity."""
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("no comparison")
+
+
+def test_a_key_is_found_by_identity_before_equality(make: Callable[..., Any]) -> None:
+    """The very same key object: found without calling its __eq__, as a dict does."""
+    cache = make(10)
+    key = RaisingEqKey()
+    cache["other"] = 0
+    cache[key] = 1
+    cache.check_invariants()
+    assert cache.peek(key) == 1
+    assert cache.get(key) == 1
+    assert cache[key] == 1
+    assert key in cache
+    assert cache.touch(key) is True
+    assert cache.remaining(key) == math.inf
+    cache[key] = 2  # an overwrite finds it too
+    assert list(cache.put(key, 3)) == [(key, 2, "set")]
+    assert cache.keys() == [key, "other"]
+    assert cache.pop(key) == 3
+    assert key not in cache
+    cache.check_invariants()
+    assert len(cache) == len(cache.keys()) == 1
+
+
+def test_a_raising_eq_fails_only_for_another_colliding_key(make: Callable[..., Any]) -> None:
+    cache = make(10)
+    key = RaisingEqKey()
+    cache[key] = 1
+    before = state(cache)
+    with pytest.raises(ValueError, match="no comparison"):
+        cache.get(RaisingEqKey())  # same hash, another object: __eq__ must run, and raises
+    with pytest.raises(ValueError, match="no comparison"):
+        cache[RaisingEqKey()] = 2
+    cache.check_invariants()
+    assert state(cache) == before
+    assert cache.peek(key) == 1
+
+
+def test_a_reentering_eq_is_not_called_for_the_same_key(make: Callable[..., Any]) -> None:
+    calls: list[Any] = []
+    cache = make(10)
+
+    class ReenteringKey:
+        def __hash__(self) -> int:
+            return 7
+
+        def __eq__(self, other: object) -> bool:
+            calls.append(cache.get("other"))  # re-enters the cache: refused with RuntimeError
+            return self is other
+
+    key = ReenteringKey()
+    cache["other"] = 0
+    cache[key] = 1
+    assert cache.peek(key) == 1
+    assert cache.get(key) == 1
+    assert cache.pop(key) == 1
+    assert calls == []
+    cache[key] = 1
+    with pytest.raises(RuntimeError, match="re-entered"):  # another key with its hash: __eq__ runs and re-enters
+        cache.get(ReenteringKey())
+    cache.check_invariants()
+    assert cache.keys() == [key, "other"]
+
+
+@pytest.mark.parametrize("eviction", ["lru", "protect"])
+def test_a_key_whose_eq_answers_at_random_cannot_split_the_cache(
+    lru_impl: ModuleType, fake_timer: Any, eviction: str
+) -> None:
+    """Every lookup may answer anything, but the index and the recency lists stay one."""
+    import random
+
+    rng = random.Random(15)
+
+    class LyingKey:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __hash__(self) -> int:
+            return self.n % 2  # few hashes: most lookups compare
+
+        def __eq__(self, other: object) -> bool:
+            return rng.random() < 0.5
+
+        def __repr__(self) -> str:
+            return f"LyingKey({self.n})"
+
+    cache = lru_impl.LRUCache(8, ttl=5, timer=fake_timer, eviction=eviction)
+    keys = [LyingKey(n) for n in range(12)]
+    for i in range(3000):
+        key = rng.choice(keys) if rng.random() < 0.7 else LyingKey(rng.randrange(12))
+        op = rng.randrange(8)
+        if op == 0:
+            cache.set(key, i, ttl=rng.choice([None, 1, 0]))
+        elif op == 1:
+            list(cache.put(key, i, size=rng.choice([1, 2, 9])))
+        elif op == 2:
+            cache.get(key)
+        elif op == 3:
+            cache.peek(key)
+        elif op == 4:
+            cache.pop(key, None)
+        elif op == 5:
+            cache.touch(key)
+        elif op == 6:
+            cache.pop_expired(key)
+        else:
+            fake_timer.advance(0.5)
+        cache.check_invariants()
+        keys_now = cache.keys()
+        assert len(cache) == len(keys_now) == len(list(cache)) == len(cache.items())
+        assert cache.stats().length == len(keys_now)
+    cache.clear()
+    cache.check_invariants()
+    assert len(cache) == 0 and cache.keys() == []

@@ -1,10 +1,14 @@
-"""Model-based test of LRUCache (issue #6, core side), for both cores.
+"""Model-based test of LRUCache (issue #6, core side; issue #14, eviction and counters), for both cores.
 
 A hypothesis ``RuleBasedStateMachine`` drives one cache and a plain model (an
-``OrderedDict`` in recency order, a fake clock, per-entry deadline and size)
-through random sequences of set/put/get/peek/touch/pop/delete/clear/expire/
-advance/pop_expired and failing calls.  After every step the cache's reads
-must agree with the model and ``check_invariants()`` must pass.
+``OrderedDict`` in recency order, a fake clock, per-entry deadline, size and
+"read since created" flag, and the stats counters) through random sequences
+of set/put/get/peek/touch/pop/delete/clear/expire/advance/pop_expired and
+failing calls, under both eviction policies: "lru" evicts the least recently
+used entry; "protect" evicts probation's (never read) least recently used
+entry while probation holds at least the reserve, else protected's.  After
+every step the cache's reads and ``stats()`` must agree with the model and
+``check_invariants()`` must pass.
 
 Times are multiples of 0.25 s from 1000.0, so every deadline is exact and
 the expiry boundary (live while ``now < t + ttl``) is hit often.
@@ -52,6 +56,25 @@ class Held:
     value: Any
     deadline: float
     size: int
+    read: bool = False  # read (get, [], touch) since created
+
+
+COUNTERS = (
+    "hits",
+    "misses",
+    "expired",
+    "writes",
+    "evictions",
+    "evicted_unread",
+    "expirations",
+    "deletions",
+    "rejected",
+)
+
+
+def reserve_for(core: ModuleType, maxsize: int | None) -> int:
+    """Probation's reserve under "protect": PROBATION_SHARE of maxsize, at least 1."""
+    return 1 if maxsize is None else max(1, int(maxsize * core.PROBATION_SHARE))
 
 
 def seconds(ttl: Any) -> float:
@@ -70,6 +93,8 @@ class LRUMachine(RuleBasedStateMachine):
         self.cache: Any = None
         self.maxsize: int | None = None
         self.default_ttl: float | None = None
+        self.eviction = "lru"
+        self.counts = dict.fromkeys(COUNTERS, 0)
 
     # -- model helpers ----------------------------------------------------------
 
@@ -91,25 +116,80 @@ class LRUMachine(RuleBasedStateMachine):
         return (next(self.serial), size)
 
     def model_put(self, key: Any, value: Any, ttl: Any, size: int) -> list[tuple[Any, Any, str]]:
+        """What put() does, in its order: the old value, then room (expired first, then victims)."""
         now = self.now
         deadline = now + self.lifetime(ttl)
         removed: list[tuple[Any, Any, str]] = []
-        old = self.model.pop(key, None)
-        if old is not None:
-            removed.append((key, old.value, "set" if old.deadline > now else "expire"))
+        counts = self.counts
+        old = self.model.get(key)
+        if old is not None and old.deadline <= now:  # an expired old value leaves as such
+            del self.model[key]
+            counts["expirations"] += 1
+            removed.append((key, old.value, "expire"))
+            old = None
         if deadline <= now or (self.maxsize is not None and size > self.maxsize):
+            if old is not None:
+                del self.model[key]
+                counts["deletions"] += 1
+                removed.append((key, old.value, "set"))
+            if deadline > now:  # too large: not stored, handed back last
+                counts["rejected"] += 1
+                removed.append((key, value, "reject"))
             return removed
-        self.model[key] = Held(value, deadline, size)
-        if self.maxsize is not None and self.total() > self.maxsize:
-            for k, held in list(self.model.items()):
-                if held.deadline <= now:
-                    del self.model[k]
-                    removed.append((k, held.value, "expire"))
-            while self.total() > self.maxsize:
-                k, held = self.model.popitem(last=False)
-                assert k != key
-                removed.append((k, held.value, "evict"))
+        counts["writes"] += 1
+        if old is not None:  # an overwrite keeps the entry's read flag
+            removed.append((key, old.value, "set"))
+            old.value, old.deadline, old.size = value, deadline, size
+            self.model.move_to_end(key)
+            self.make_room(removed, keep=key, extra=0)
+        else:
+            self.make_room(removed, keep=None, extra=size)
+            self.model[key] = Held(value, deadline, size)
         return removed
+
+    def make_room(self, removed: list[tuple[Any, Any, str]], keep: Any, extra: int) -> None:
+        if self.maxsize is None or self.total() + extra <= self.maxsize:
+            return
+        for k, held in list(self.model.items()):
+            if held.deadline <= self.now:
+                del self.model[k]
+                self.counts["expirations"] += 1
+                removed.append((k, held.value, "expire"))
+        while self.total() + extra > self.maxsize:
+            victim = self.victim(keep)
+            if victim is None:
+                break
+            held = self.model.pop(victim)
+            self.counts["evictions"] += 1
+            self.counts["evicted_unread"] += not held.read
+            removed.append((victim, held.value, "evict"))
+
+    def victim(self, keep: Any) -> Any:
+        """The key the policy evicts next, never ``keep``; None if there is none."""
+        others = [k for k in self.model if k != keep]  # least recently used first
+        if self.eviction == "lru":
+            return others[0] if others else None
+        probation = [k for k in others if not self.model[k].read]
+        protected = [k for k in others if self.model[k].read]
+        probation_size = sum(h.size for h in self.model.values() if not h.read)
+        if probation and (not protected or probation_size >= reserve_for(self.core, self.maxsize)):
+            return probation[0]
+        return protected[0] if protected else None
+
+    def read(self, key: Any, counted: bool, use: bool) -> Held | None:
+        """A read of key in the model: hit/miss counters when ``counted``; recency and the read flag when ``use``."""
+        held = self.model.get(key)
+        live = held if held is not None and held.deadline > self.now else None
+        if counted:
+            if live is not None:
+                self.counts["hits"] += 1
+            else:
+                self.counts["misses"] += 1
+                self.counts["expired"] += held is not None
+        if live is not None and use:
+            live.read = True
+            self.model.move_to_end(key)
+        return live
 
     def total(self) -> int:
         return sum(held.size for held in self.model.values())
@@ -124,8 +204,10 @@ class LRUMachine(RuleBasedStateMachine):
         """put()'s result: same triples per reason; evictions LRU first; room-making expiry earliest deadline first."""
         got = list(got)
         for triple in got:
-            assert isinstance(triple, tuple) and len(triple) == 3 and triple[2] in ("set", "expire", "evict"), got
-        for reason in ("set", "evict"):
+            assert isinstance(triple, tuple) and len(triple) == 3, got
+            assert triple[2] in ("set", "expire", "evict", "reject"), got
+        assert all(t[2] != "reject" for t in got[:-1]), f"reject is not the last triple: {got}"
+        for reason in ("set", "evict", "reject"):
             assert [t for t in got if t[2] == reason] == [t for t in expected if t[2] == reason], (
                 reason,
                 got,
@@ -139,11 +221,18 @@ class LRUMachine(RuleBasedStateMachine):
 
     # -- rules ----------------------------------------------------------------------
 
-    @initialize(maxsize=st.sampled_from([None, 1, 2, 3, 5, 8]), ttl=st.sampled_from([None, 0.5, 1.0, 2.5, math.inf]))
-    def create(self, maxsize: int | None, ttl: float | None) -> None:
+    @initialize(
+        maxsize=st.sampled_from([None, 1, 2, 3, 5, 8, 20]),
+        ttl=st.sampled_from([None, 0.5, 1.0, 2.5, math.inf]),
+        eviction=st.sampled_from(["lru", "protect"]),
+    )
+    def create(self, maxsize: int | None, ttl: float | None, eviction: str) -> None:
         self.maxsize = maxsize
         self.default_ttl = ttl
-        self.cache = self.core.LRUCache(maxsize, ttl=ttl, getsizeof=lambda value: value[1], timer=self.clock)
+        self.eviction = eviction
+        self.cache = self.core.LRUCache(
+            maxsize, ttl=ttl, getsizeof=lambda value: value[1], timer=self.clock, eviction=eviction
+        )
 
     @rule(key=KEYS, ttl=TTLS, size=SIZES)
     def set(self, key: Any, ttl: Any, size: int) -> None:
@@ -165,13 +254,11 @@ class LRUMachine(RuleBasedStateMachine):
         expected = self.model_put(key, value, ttl, size)
         got = self.cache.put(key, value, ttl=ttl, size=size) if explicit else self.cache.put(key, value, ttl=ttl)
         self.check_removed(got, expected, key, before)
-        assert all(v is not value for _, v, _ in got)
+        assert all(v is not value for _, v, reason in got if reason != "reject")
 
     @rule(key=KEYS, subscript=st.booleans())
     def get(self, key: Any, subscript: bool) -> None:
-        held = self.live(key)
-        if held is not None:
-            self.model.move_to_end(key)
+        held = self.read(key, counted=True, use=True)
         if subscript:
             try:
                 got = self.cache[key]
@@ -183,16 +270,15 @@ class LRUMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS)
     def peek(self, key: Any) -> None:
-        held = self.live(key)
+        held = self.read(key, counted=True, use=False)
         assert self.cache.peek(key, MISSING) == (MISSING if held is None else held.value)
         assert (key in self.cache) == (held is not None)
 
     @rule(key=KEYS, ttl=TOUCH_TTLS)
     def touch(self, key: Any, ttl: Any) -> None:
-        held = self.live(key)
+        held = self.read(key, counted=False, use=True)
         if held is not None:
             held.deadline = self.now + self.lifetime(ttl)
-            self.model.move_to_end(key)
         assert self.cache.touch(key, ttl=ttl) is (held is not None)
 
     @rule(key=KEYS)
@@ -200,6 +286,7 @@ class LRUMachine(RuleBasedStateMachine):
         held = self.live(key)
         if held is not None:
             del self.model[key]
+            self.counts["deletions"] += 1
         assert self.cache.pop(key, MISSING) == (MISSING if held is None else held.value)
 
     @rule(key=KEYS)
@@ -207,6 +294,7 @@ class LRUMachine(RuleBasedStateMachine):
         held = self.live(key)
         if held is not None:
             del self.model[key]
+            self.counts["deletions"] += 1
         try:
             del self.cache[key]
         except KeyError:
@@ -216,6 +304,9 @@ class LRUMachine(RuleBasedStateMachine):
 
     @rule()
     def clear(self) -> None:
+        live = sum(1 for h in self.model.values() if h.deadline > self.now)
+        self.counts["deletions"] += live
+        self.counts["expirations"] += len(self.model) - live
         self.model.clear()
         self.cache.clear()
 
@@ -224,6 +315,7 @@ class LRUMachine(RuleBasedStateMachine):
         expected = {k: h for k, h in self.model.items() if h.deadline <= self.now}
         for key in expected:
             del self.model[key]
+        self.counts["expirations"] += len(expected)
         self.check_expired(self.cache.expire(), expected)
 
     @rule(step=STEPS)
@@ -235,6 +327,7 @@ class LRUMachine(RuleBasedStateMachine):
         held = self.model.get(key)
         if held is not None and held.deadline <= self.now:
             del self.model[key]
+            self.counts["expirations"] += 1
         else:
             held = None
         assert self.cache.pop_expired(key, MISSING) == (MISSING if held is None else held.value)
@@ -285,6 +378,14 @@ class LRUMachine(RuleBasedStateMachine):
         assert self.cache.currsize == self.total()
         if self.maxsize is not None:
             assert self.cache.currsize <= self.maxsize
+        stats = self.cache.stats()
+        assert {name: getattr(stats, name) for name in COUNTERS} == self.counts
+        assert (stats.length, stats.size, stats.maxsize) == (len(live), sum(h.size for _, h in live), self.maxsize)
+
+    @rule()
+    def reset_stats(self) -> None:
+        self.cache.reset_stats()
+        self.counts = dict.fromkeys(COUNTERS, 0)
 
 
 @pytest.mark.slow

@@ -1252,3 +1252,44 @@ def test_listener_connection_is_outside_a_bounded_pool(redis_url: str, prefix: s
     assert store.touch("s", ttl=5) is True
     client.set(prefix + "s", json.dumps(2))
     assert store.get("s") == 2
+
+
+# -- stats (issue 14) --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_dispose", [False, True])
+def test_stats_count_this_processes_own_calls(make_store: Callable[..., RedisStore], with_dispose: bool) -> None:
+    from memorystore._stats import RedisStats
+
+    store = make_store(dispose=(lambda sid, session, reason: None) if with_dispose else None)
+    other = make_store()  # another store (as another process would) on the same keys
+    assert store.stats() == RedisStats(0, 0, 0, 0)
+    store.set("a", {"v": 1})
+    store.set("gone", {"v": 1}, ttl=0)  # nothing stored
+    assert store.add("b", {"v": 2}) is True
+    assert store.add("b", {"v": 3}) is False
+    assert store.get("a") == {"v": 1}
+    assert store.get("nope") is None
+    other.set("c", {"v": 3})
+    store.destroy(["a", "c", "nope"])
+    store.touch("b")
+    stats = store.stats()
+    assert type(stats) is RedisStats
+    assert stats == RedisStats(hits=1, misses=1, writes=2, deletions=2)
+    assert other.stats() == RedisStats(hits=0, misses=0, writes=1, deletions=0)
+    store.reset_stats()
+    assert store.stats() == RedisStats(0, 0, 0, 0)
+    assert signature_of(RedisStore.stats) == signature_of(MemoryStore.stats)
+
+
+def test_stats_count_near_cache_hits(make_store: Callable[..., RedisStore]) -> None:
+    store = make_store(near_cache=MemoryStore(ttl=60))
+    store.set("a", {"v": 1})
+    settle(store)
+    for _ in range(3):
+        assert store.get("a") == {"v": 1}
+    assert (store.stats().hits, store.near_cache.stats().hits) == (3, 2)  # the first read filled it
+
+
+def signature_of(function: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]

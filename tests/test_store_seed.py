@@ -5,6 +5,10 @@ return values.  Where the port deliberately differs from the seed (SPEC), the
 test says so and asserts the port's behaviour: `length()` counts live
 sessions only, `max=0` is rejected instead of meaning "unbounded", and a
 session with only `cookie.expires` gets the one-day default as in the seed.
+
+The seed evicts the least recently used session (lru-cache): every store here
+is made with ``eviction="lru"``, the option that keeps the seed's behaviour
+exactly (the port's default, ``"protect"``, is tested in test_eviction.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,17 @@ import pytest
 from helpers import wait_until
 
 from memorystore.store import DEFAULT_TTL
+
+
+@pytest.fixture
+def make(make):
+    """The suite's store factory, with the seed's eviction order."""
+
+    def seed_make(**options):
+        options.setdefault("eviction", "lru")
+        return make(**options)
+
+    return seed_make
 
 
 def expires_in_ten_minutes():
@@ -62,6 +77,20 @@ def test_should_delete_the_first_item(make):
         store.set(str(i), expires_in_ten_minutes())
     store.destroy("14")
     assert store.length() == 9
+
+
+# (lru-cache's order, which the seed inherits: the least recently used goes, read or not)
+def test_max_evicts_the_least_recently_used_session(make):
+    store = make(max=2)
+    assert store.eviction == "lru"
+    store.set("a", {})
+    assert store.get("a") == {}
+    store.set("b", {})
+    store.set("c", {})  # a was read, but b was used more recently: a goes
+    assert store.ids() == ["c", "b"]
+    store.get("b")
+    store.set("d", {})
+    assert store.ids() == ["d", "b"]
 
 
 # 6

@@ -7,10 +7,12 @@ clock.  Rules: set / add / get / touch / destroy / clear / prune / advance
 time / set with a failing serializer (store unchanged) / set with ttl <= 0,
 all with a recording ``dispose``; the store's options (``max``, a ``length``
 bound, the ttl option or the cookie max-age rule, ``stale``,
-``no_dispose_on_set``) are drawn per run.  After every step the store's non-mutating
-reads (``ids()`` order, ``all()``, ``len``, ``in``) must agree with the
-model, the dispose log must be exactly what the model predicts, and
-``store.check_invariants()`` must pass.
+``no_dispose_on_set``, ``eviction``) are drawn per run.  After every step the store's
+non-mutating reads (``ids()`` order, ``all()``, ``len``, ``in``) and ``stats()``
+must agree with the model, the dispose log must be exactly what the model
+predicts, and ``store.check_invariants()`` must pass.  Under "protect" the
+model evicts sessions never read since written first (least recently used
+first), protected ones only while probation holds less than its reserve.
 
 Times are multiples of 0.25 s from 1000.0, so deadlines are exact and the
 expiry boundary (live while ``now < t + ttl``) is hit often.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -79,6 +82,21 @@ class Held:
     session: dict[str, Any]
     deadline: float
     size: int
+    read: bool = False  # read (get, touch) since written as a new entry
+
+
+COUNTERS = (
+    "hits",
+    "misses",
+    "expired",
+    "stale",
+    "writes",
+    "evictions",
+    "evicted_unread",
+    "expirations",
+    "deletions",
+    "rejected",
+)
 
 
 def seconds(ttl: Any) -> float:
@@ -107,6 +125,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.dispose_on_set = True
         self.disposed: list[tuple[str, int, str]] = []
         self.expected: list[tuple[str, int, str]] = []
+        self.eviction = "protect"
+        self.counts = dict.fromkeys(COUNTERS, 0)
 
     # -- model helpers ----------------------------------------------------------
 
@@ -141,24 +161,63 @@ class StoreMachine(RuleBasedStateMachine):
         self.expected.append((sid, held.session["n"], reason))
 
     def model_put(self, sid: str, session: dict[str, Any], lifetime: float) -> None:
-        """What ``set`` does: drop the old entry, store unless ttl <= 0 or oversize, then make room."""
+        """What ``set`` does: drop an expired old entry, store unless ttl <= 0 or oversize, then make room."""
         now = self.now
-        old = self.model.pop(sid, None)
-        if old is not None:
-            self.expect(sid, old, "set" if old.deadline > now else "expire")
+        counts = self.counts
+        old = self.model.get(sid)
+        if old is not None and old.deadline <= now:
+            del self.model[sid]
+            counts["expirations"] += 1
+            self.expect(sid, old, "expire")
+            old = None
         size = self.size(session)
         if lifetime <= 0 or (self.max is not None and size > self.max):
+            if old is not None:
+                del self.model[sid]
+                counts["deletions"] += 1
+                self.expect(sid, old, "set")
+            if lifetime > 0:
+                counts["rejected"] += 1
             return
-        self.model[sid] = Held(session, now + lifetime, size)
-        if self.max is not None and self.total() > self.max:
-            for other, held in list(self.model.items()):
-                if held.deadline <= now:
-                    del self.model[other]
-                    self.expect(other, held, "expire")
-            while self.total() > self.max:
-                other, held = self.model.popitem(last=False)
-                assert other != sid
-                self.expect(other, held, "evict")
+        counts["writes"] += 1
+        if old is not None:  # an overwrite: disposed as "set", the entry stays read or unread
+            self.expect(sid, old, "set")
+            old.session, old.deadline, old.size = session, now + lifetime, size
+            self.model.move_to_end(sid)
+            self.make_room(keep=sid, extra=0)
+        else:
+            self.make_room(keep=None, extra=size)
+            self.model[sid] = Held(session, now + lifetime, size)
+
+    def make_room(self, keep: str | None, extra: int) -> None:
+        if self.max is None or self.total() + extra <= self.max:
+            return
+        for other, held in list(self.model.items()):
+            if held.deadline <= self.now:
+                del self.model[other]
+                self.counts["expirations"] += 1
+                self.expect(other, held, "expire")
+        while self.total() + extra > self.max:
+            victim = self.victim(keep)
+            if victim is None:
+                break
+            held = self.model.pop(victim)
+            self.counts["evictions"] += 1
+            self.counts["evicted_unread"] += not held.read
+            self.expect(victim, held, "evict")
+
+    def victim(self, keep: str | None) -> str | None:
+        """The sid the policy evicts next (never ``keep``), or None."""
+        others = [sid for sid in self.model if sid != keep]  # least recently used first
+        if self.eviction == "lru":
+            return others[0] if others else None
+        probation = [sid for sid in others if not self.model[sid].read]
+        protected = [sid for sid in others if self.model[sid].read]
+        probation_size = sum(h.size for h in self.model.values() if not h.read)
+        reserve = max(1, int(self.max * self.probation_share)) if self.max is not None else 1
+        if probation and (not protected or probation_size >= reserve):
+            return probation[0]
+        return protected[0] if protected else None
 
     def lifetime(self, ttl: Any, session: dict[str, Any] | None = None) -> float:
         """The ttl rules: the call's ttl, else the option, else the session's cookie max age, else one day."""
@@ -173,11 +232,12 @@ class StoreMachine(RuleBasedStateMachine):
     # -- rules ----------------------------------------------------------------------
 
     @initialize(
-        max=st.sampled_from([None, 1, 2, 3, 5]),
+        max=st.sampled_from([None, 1, 2, 3, 5, 20]),
         ttl=st.sampled_from([0.5, 1.0, 2.5, 5.0, timedelta(seconds=1.25), None]),
         weighted=st.booleans(),
         stale=st.booleans(),
         no_dispose_on_set=st.booleans(),
+        eviction=st.sampled_from(["lru", "protect"]),
     )
     def create(
         self,
@@ -186,7 +246,9 @@ class StoreMachine(RuleBasedStateMachine):
         weighted: bool,
         stale: bool,
         no_dispose_on_set: bool,  # noqa: A002
+        eviction: str,
     ) -> None:
+        self.eviction = eviction
         self.dispose_on_set = not no_dispose_on_set
         self.max = max
         self.ttl = None if ttl is None else seconds(ttl)
@@ -201,7 +263,9 @@ class StoreMachine(RuleBasedStateMachine):
             no_dispose_on_set=no_dispose_on_set,
             serializer=FailingJSON(),
             timer=self.clock,
+            eviction=eviction,
         )
+        self.probation_share = sys.modules[type(self.store.core).__module__].PROBATION_SHARE
 
     @rule(sid=SIDS, ttl=CALL_TTLS, weight=WEIGHTS, max_age=MAX_AGES)
     def set(self, sid: str, ttl: Any, weight: int, max_age: float | None) -> None:
@@ -238,11 +302,18 @@ class StoreMachine(RuleBasedStateMachine):
     def get(self, sid: str) -> None:
         held = self.model.get(sid)
         if held is None:
+            self.counts["misses"] += 1
             want = None
         elif held.deadline > self.now:
+            self.counts["hits"] += 1
+            held.read = True
             self.model.move_to_end(sid)
             want = held.session
         else:  # found expired: removed and disposed; returned once when stale
+            self.counts["misses"] += 1
+            self.counts["expired"] += 1
+            self.counts["expirations"] += 1
+            self.counts["stale"] += self.stale
             del self.model[sid]
             self.expect(sid, held, "expire")
             want = held.session if self.stale else None
@@ -258,6 +329,7 @@ class StoreMachine(RuleBasedStateMachine):
         held = self.live(sid)
         if held is not None:
             held.deadline = self.now + self.lifetime(ttl, session)
+            held.read = True
             self.model.move_to_end(sid)
         assert self.store.touch(sid, session, ttl=ttl) is (held is not None)
 
@@ -267,6 +339,7 @@ class StoreMachine(RuleBasedStateMachine):
         held = self.live(sid)
         if held is not None:
             held.deadline = self.now
+            held.read = True
             self.model.move_to_end(sid)
         assert self.store.touch(sid, ttl=0) is (held is not None)
         assert sid not in self.store
@@ -278,13 +351,17 @@ class StoreMachine(RuleBasedStateMachine):
         for sid in sids:
             held = self.model.pop(sid, None)
             if held is not None:
-                self.expect(sid, held, "delete" if held.deadline > self.now else "expire")
+                live = held.deadline > self.now
+                self.counts["deletions" if live else "expirations"] += 1
+                self.expect(sid, held, "delete" if live else "expire")
         self.store.destroy(sids[0] if single else sids)
 
     @rule()
     def clear(self) -> None:
         for sid, held in self.model.items():
-            self.expect(sid, held, "delete" if held.deadline > self.now else "expire")
+            live = held.deadline > self.now
+            self.counts["deletions" if live else "expirations"] += 1
+            self.expect(sid, held, "delete" if live else "expire")
         self.model.clear()
         self.store.clear()
         assert len(self.store) == 0
@@ -295,6 +372,7 @@ class StoreMachine(RuleBasedStateMachine):
         for sid, held in expired:
             del self.model[sid]
             self.expect(sid, held, "expire")
+        self.counts["expirations"] += len(expired)
         assert self.store.prune() == len(expired)
 
     @rule(step=STEPS)
@@ -320,10 +398,20 @@ class StoreMachine(RuleBasedStateMachine):
             assert self.total() <= self.max
             assert store.core.currsize <= self.max
         assert store.core.currsize == self.total()
+        stats = store.stats()
+        assert {name: getattr(stats, name) for name in COUNTERS} == self.counts
+        assert stats.length == len(live)
+        assert stats.size == sum(held.size for _, held in live)
+        assert stats.maxsize == self.max
         # The same removals with the same reasons; order within one operation may differ.
         assert sorted(self.disposed) == sorted(self.expected), (self.disposed, self.expected)
         self.disposed.clear()
         self.expected.clear()
+
+    @rule()
+    def reset_stats(self) -> None:
+        self.store.reset_stats()
+        self.counts = dict.fromkeys(COUNTERS, 0)
 
     def teardown(self) -> None:
         if self.store is not None:

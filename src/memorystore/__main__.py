@@ -1,10 +1,12 @@
-"""Command line: ``python -m memorystore {demo,info,bench}``.
+"""Command line: ``python -m memorystore {demo,info,bench,flood}``.
 
 * ``demo [--port N]``: the demo page (``memorystore._demo``) served on
   127.0.0.1 by the standard library's threaded WSGI server; the first line
   printed is its URL.  Port 0 (the default) picks a free port.
 * ``info``: version, which core is in use, the Cython it was built with, Python.
 * ``bench [args]``: the comparison benchmark (``memorystore._bench``).
+* ``flood [args]``: the eviction policies under floods of new sessions
+  (``memorystore._flood``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ COMMANDS = {
     "demo": "serve a live demo page on 127.0.0.1 and print its URL",
     "info": "print the version and which core is in use (compiled or pure)",
     "bench": "compare against the installed peers (see: bench --help)",
+    "flood": "the eviction policies under floods of new sessions (see: flood --help)",
 }
 
 DEMO_DESCRIPTION = """\
@@ -85,8 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "info", prog=f"{prog} info", help=COMMANDS["info"], description=COMMANDS["info"].capitalize() + "."
     )
-    # "bench" is dispatched before parsing (it has its own parser); listed here for the usage and errors.
+    # "bench" and "flood" are dispatched before parsing (each has its own parser); listed here for the
+    # usage and errors.
     commands.add_parser("bench", prog=f"{prog} bench", help=COMMANDS["bench"], add_help=False)
+    commands.add_parser("flood", prog=f"{prog} flood", help=COMMANDS["flood"], add_help=False)
     return parser
 
 
@@ -97,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import _bench
 
         return int(_bench.main(args[1:]) or 0)
+    if args and args[0] == "flood":
+        from . import _flood
+
+        return int(_flood.main(args[1:]) or 0)
 
     options = _parser().parse_args(args)
     if options.command == "demo":

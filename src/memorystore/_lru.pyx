@@ -2,31 +2,23 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The compiled core: ``LRUCache`` over C arrays (see ``_lru_py.py`` for the twin).
 
-Every entry lives in a numbered *slot*::
+Every entry lives in a numbered *slot*; the C side is the shared ``_slots.pxd``
+(drawn in full there), the Python side two lists::
 
      slot:           0      1      2      3    ...  capacity-1
     slot_keys[]    | k0   | k1   | None | k3   |    Python lists: the GC sees
     slot_values[]  | v0   | v1   | None | v3   |    keys and values there
-    slots[]        | Slot | Slot | free | Slot |    one 24-byte C struct a slot:
-                     deadline   monotonic seconds, inf = never expires
-                     hash32     low 32 bits of hash(key), for probing and rehashing
-                     prev/next  recency list, head (MRU) <-> ... <-> tail (LRU);
-                                free slots are chained through next from free_head
-                     heap_pos   index in the heap; NOT_FILED; IN_LANE
-                     lane_prev/lane_next  links of the expiry lane
-    sizes[]        NULL while every entry has size 1, else one Py_ssize_t a slot
+    slots[]        | Slot | Slot | free | Slot |    one 32-byte C struct a slot:
+                     deadline, hash32, last-use stamp and flags,
+                     recency links, expiry links (or the heap index)
+    sizes[]        NULL while every entry has size 1, else one int64 a slot
 
-    table[]        open addressing, linear probing over 1.5 x capacity buckets, each
-                   {slot (-1 = empty), hash32}: probing and shifting never touch
-                   slots[]; deletions shift back, so there are no tombstones
-    expiry lane    lane_head -> ... -> lane_tail: the slots whose lifetime is
-                   lane_lifetime, in deadline order (the clock only moves forward,
-                   so they arrive in order): O(1) to file, unfile and expire.
-    heap_slot[] / heap_key[]
-                   4-ary min-heap of the other slots with a finite deadline; heap_key is a
-                   lower bound of the slot's deadline (a deadline that moves later is
-                   re-filed lazily when its old key reaches the top), so expire()
-                   costs O((expired + re-filed) log n) and nothing when nothing expired.
+    table[]        {slot, hash32} buckets, 1.5 x capacity, linear probing
+    recency        head -> ... -> tail, most recently used first; under
+                   eviction="protect" two such lists: probation (never read
+                   since created) and protected, merged by stamp to iterate
+    expiry         up to 8 lanes in deadline order (one per lifetime in use),
+                   and a 4-ary heap for deadlines that fit no lane
 
 User code (key __hash__/__eq__, the timer, getsizeof, values' __del__) never
 runs while the arrays are half-updated: hashes, times and sizes are computed
@@ -43,12 +35,22 @@ from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
 from libc.math cimport NAN
 from cpython.time cimport monotonic
-from libc.stdint cimport int32_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
+
+from memorystore._slots cimport (
+    EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
+    Bucket, Counters, Slot, SlotsState, SlotsView,
+    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_read, slot_set_size,
+    slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert, table_size_for, home_bucket,
+)
 
 import numbers
 from datetime import timedelta
 from types import GenericAlias
+
+from memorystore._policy import PROBATION_SHARE, probation_reserve  # PROBATION_SHARE: see _policy
+from memorystore._stats import CacheStats
 
 cdef extern from *:
     long CYTHON_HEX_VERSION
@@ -101,6 +103,19 @@ cdef extern from *:
     bint releasable_now "memorystore_releasable_now"(PyObject* o) noexcept
 
 
+cdef extern from *:
+    """
+    /* One stats() counter goes up by n.  Building with -DMEMORYSTORE_NO_COUNTING
+       compiles counting out: bench/stats_cost.py measures its cost that way. */
+    #ifdef MEMORYSTORE_NO_COUNTING
+    #define memorystore_count(counter, n) ((void)(counter), (void)(n))
+    #else
+    #define memorystore_count(counter, n) (*(counter) += (n))
+    #endif
+    """
+    void counter_add "memorystore_count"(uint64_t* counter, uint64_t n) noexcept nogil
+
+
 # The default clock: the coarse monotonic clock where there is one, else CPython's.
 cdef inline double default_clock() noexcept nogil:
     cdef double t = memorystore_coarse_clock()
@@ -109,7 +124,7 @@ cdef inline double default_clock() noexcept nogil:
 CYTHON_VERSION = "%d.%d.%d" % ((CYTHON_HEX_VERSION >> 24) & 0xFF, (CYTHON_HEX_VERSION >> 16) & 0xFF,
                                (CYTHON_HEX_VERSION >> 8) & 0xFF)
 
-__all__ = ["LRUCache", "CYTHON_VERSION"]
+__all__ = ["LRUCache", "CYTHON_VERSION", "PROBATION_SHARE"]
 
 cdef double INF = float("inf")
 cdef object MISSING = object()
@@ -118,36 +133,18 @@ cdef tuple NO_REMOVALS = ()
 cdef str SET = "set"
 cdef str EXPIRE = "expire"
 cdef str EVICT = "evict"
+cdef str REJECT = "reject"
 
-cdef Py_ssize_t MIN_CAPACITY = 8
-cdef Py_ssize_t MAX_CAPACITY = 0x3FFFFFFF
+cdef int32_t MIN_CAPACITY = 8
+cdef int32_t MAX_CAPACITY = 0x3FFFFFFF
 # Sizes above this count as this; a bound above it counts as SIZE_CAP - 1, so
 # any such entry is "bigger than maxsize" and sums cannot overflow.
 cdef Py_ssize_t SIZE_CAP = <Py_ssize_t>1 << 50
-
-ctypedef struct Bucket:
-    int32_t slot        # -1: empty
-    uint32_t hash32
-
-ctypedef struct Slot:
-    double deadline
-    uint32_t hash32
-    int32_t prev
-    int32_t next
-    int32_t heap_pos
-    int32_t lane_prev
-    int32_t lane_next
 
 cdef enum:                  # what _expire_into hands back for each expired entry
     TRIPLES = 0
     PAIRS = 1
     RELEASED = 2
-
-cdef enum:
-    NOT_FILED = -1      # Slot.heap_pos of a slot that never expires (or is free)
-    IN_LANE = -2        # Slot.heap_pos of a slot filed in the expiry lane
-
-cdef int HEAP_ARITY = 4
 
 
 # -- argument checks (same messages as _lru_py) ------------------------------
@@ -202,16 +199,19 @@ cdef object check_default_ttl(object ttl):
     return seconds
 
 
-# Home bucket of a 32-bit hash in a table of n buckets: a Fibonacci scramble
-# (keeps patterned ints apart), then multiply-shift into [0, n).
-cdef inline Py_ssize_t home_bucket(uint32_t h, Py_ssize_t n) noexcept nogil:
-    cdef uint32_t scrambled = h * <uint32_t>2654435769u
-    return <Py_ssize_t>((<uint64_t>scrambled * <uint64_t>n) >> 32)
+cdef int check_eviction(object eviction) except -1:
+    if type(eviction) is not str:
+        raise TypeError(f"eviction must be 'lru' or 'protect', not {type(eviction).__name__}")
+    if eviction == "lru":
+        return POLICY_LRU
+    if eviction == "protect":
+        return POLICY_PROTECT
+    raise ValueError(f"eviction must be 'lru' or 'protect', not {eviction!r}")
 
 
 # Smallest power of two >= n (n >= 1).
-cdef inline Py_ssize_t pow2_at_least(Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t p = 1
+cdef inline int32_t pow2_at_least(int32_t n) noexcept nogil:
+    cdef int32_t p = 1
     while p < n:
         p <<= 1
     return p
@@ -224,29 +224,18 @@ cdef class LRUCache:
 
     ``maxsize`` bounds the total size (``getsizeof(value)`` per entry, else 1);
     ``ttl`` is the default lifetime in seconds (``None``: no expiry); ``timer``
-    returns monotonic seconds (default: the C monotonic clock).
+    returns monotonic seconds (default: the C monotonic clock); ``eviction``
+    is ``"lru"`` or ``"protect"`` (entries never read since created go first).
     """
 
     cdef:
         # configuration
-        object _maxsize_obj, _ttl_obj, _getsizeof, _timer
-        Py_ssize_t maxsize_c            # -1 = unbounded
+        object _maxsize_obj, _ttl_obj, _getsizeof, _timer, _eviction
         double default_lifetime         # INF when no default ttl
-        # slots
+        # keys and values by slot; the C arrays and scalars are in v / state
         list slot_keys, slot_values
-        Slot* slots
-        Py_ssize_t* sizes               # NULL: every entry has size 1
-        Py_ssize_t capacity, count, currsize_c
-        int32_t head, tail, free_head   # -1 = none
-        # key index
-        Bucket* table
-        Py_ssize_t table_size
-        # expiry index: the lane, then the heap
-        int32_t lane_head, lane_tail
-        double lane_lifetime            # NAN until an entry is filed
-        int32_t* heap_slot
-        double* heap_key
-        Py_ssize_t heap_len, heap_capacity
+        SlotsState state
+        SlotsView v
         # re-entry guard: set while a key's __eq__ runs, by busy_owner's thread
         bint busy
         unsigned long busy_owner
@@ -255,26 +244,30 @@ cdef class LRUCache:
     __class_getitem__ = classmethod(GenericAlias)
 
     def __cinit__(self):
-        self.head = self.tail = self.free_head = -1
-        self.lane_head = self.lane_tail = -1
-        self.lane_lifetime = NAN
-        self.maxsize_c = -1
+        self.v.st = &self.state
+        self.state.maxsize = -1
+        self.state.free_head = NIL
+        slots_reset(&self.v)
         self.default_lifetime = INF
         self.slot_keys = []
         self.slot_values = []
 
-    def __init__(self, maxsize=None, *, ttl=None, getsizeof=None, timer=None):
+    def __init__(self, maxsize=None, *, ttl=None, getsizeof=None, timer=None, eviction="lru"):
         if getsizeof is not None and not callable(getsizeof):
             raise TypeError("getsizeof must be callable or None")
         if timer is not None and not callable(timer):
             raise TypeError("timer must be callable or None")
         maxsize = check_maxsize(maxsize)
         ttl = check_default_ttl(ttl)
-        if self.count or self.capacity:
+        cdef int policy = check_eviction(eviction)
+        if self.state.count or self.state.capacity:
             raise TypeError("LRUCache.__init__() may not be called on a cache in use")
         self._maxsize_obj = maxsize
         self._ttl_obj = ttl
-        self.maxsize_c = -1 if maxsize is None else min(<object>maxsize, SIZE_CAP - 1)
+        self._eviction = eviction
+        self.state.maxsize = -1 if maxsize is None else min(<object>maxsize, SIZE_CAP - 1)
+        self.state.reserve = probation_reserve(maxsize)
+        self.state.policy = policy
         self.default_lifetime = INF if ttl is None else <double>ttl
         self._getsizeof = getsizeof
         self._timer = timer
@@ -293,16 +286,21 @@ cdef class LRUCache:
         return self._ttl_obj
 
     @property
+    def eviction(self):
+        return self._eviction
+
+    @property
     def currsize(self):
         """Total size of the entries held, expired ones not yet removed included."""
-        return self.currsize_c
+        return self.state.size
 
     def now(self):
         """The cache's clock, in seconds."""
         return self._clock(self._user_time())
 
     def __repr__(self):
-        return f"LRUCache(maxsize={self._maxsize_obj!r}, ttl={self._ttl_obj!r}, currsize={self.currsize_c})"
+        return (f"LRUCache(maxsize={self._maxsize_obj!r}, ttl={self._ttl_obj!r}, "
+                f"eviction={self._eviction!r}, currsize={self.state.size})")
 
     def __reduce_ex__(self, protocol):
         raise TypeError("cannot pickle or copy LRUCache objects")
@@ -323,32 +321,32 @@ cdef class LRUCache:
 
     cdef void _free_arrays(self) noexcept:
         # Give every C array back; the cache then has capacity 0.
-        PyMem_Free(self.slots)
-        PyMem_Free(self.sizes)
-        PyMem_Free(self.table)
-        PyMem_Free(self.heap_slot)
-        PyMem_Free(self.heap_key)
-        self.slots = NULL
-        self.sizes = NULL
-        self.table = NULL
-        self.heap_slot = NULL
-        self.heap_key = NULL
-        self.capacity = self.count = self.currsize_c = self.heap_len = self.heap_capacity = 0
-        self.head = self.tail = self.free_head = -1
-        self.lane_head = self.lane_tail = -1
-        self.table_size = 0
+        PyMem_Free(self.v.slots)
+        PyMem_Free(self.v.sizes)
+        PyMem_Free(self.v.table)
+        PyMem_Free(self.v.heap_slot)
+        PyMem_Free(self.v.heap_key)
+        self.v.slots = NULL
+        self.v.sizes = NULL
+        self.v.table = NULL
+        self.v.heap_slot = NULL
+        self.v.heap_key = NULL
+        self.state.capacity = self.state.table_size = self.state.heap_capacity = 0
+        slots_reset(&self.v)
 
-    cdef int _resize(self, Py_ssize_t new_capacity) except -1:
-        # Move the live entries into arrays of new_capacity slots, renumbered
-        # LRU..MRU as 0..count-1; the table, the lane and the heap are rebuilt.
-        cdef Py_ssize_t table_size = new_capacity + new_capacity // 2 + 1
+    cdef int _resize(self, int32_t new_capacity) except -1:
+        # Move the live entries into arrays of new_capacity slots (renumbered
+        # in slot order); links, lanes and the heap keep their order under the
+        # new numbers, and the table is rebuilt.
+        cdef int32_t old_capacity = self.state.capacity
+        cdef int32_t table_size = table_size_for(new_capacity)
         cdef Slot* slots = <Slot*>PyMem_Malloc(new_capacity * sizeof(Slot))
-        cdef Py_ssize_t* sizes = NULL
+        cdef int64_t* sizes = NULL
         cdef Bucket* table = <Bucket*>PyMem_Malloc(table_size * sizeof(Bucket))
-        cdef int32_t* renumbered = <int32_t*>PyMem_Malloc(max(self.capacity, 1) * sizeof(int32_t))
-        if self.sizes != NULL:
-            sizes = <Py_ssize_t*>PyMem_Malloc(new_capacity * sizeof(Py_ssize_t))
-        if slots == NULL or table == NULL or renumbered == NULL or (self.sizes != NULL and sizes == NULL):
+        cdef int32_t* renumbered = <int32_t*>PyMem_Malloc(max(old_capacity, 1) * sizeof(int32_t))
+        if self.v.sizes != NULL:
+            sizes = <int64_t*>PyMem_Malloc(new_capacity * sizeof(int64_t))
+        if slots == NULL or table == NULL or renumbered == NULL or (self.v.sizes != NULL and sizes == NULL):
             PyMem_Free(slots)
             PyMem_Free(sizes)
             PyMem_Free(table)
@@ -356,119 +354,132 @@ cdef class LRUCache:
             raise MemoryError()
         cdef list keys = [None] * new_capacity
         cdef list values = [None] * new_capacity
-        cdef Py_ssize_t n = 0, i
-        cdef int32_t s = self.tail
-        cdef int32_t lane = self.lane_head
-        cdef Py_ssize_t total = self.currsize_c
-        cdef double lane_lifetime = self.lane_lifetime
-        # copy LRU -> MRU into slots 0..count-1, linked in that order
-        while s >= 0:
-            keys[n] = self.slot_keys[s]
-            values[n] = self.slot_values[s]
-            slots[n] = self.slots[s]
-            slots[n].prev = <int32_t>(n + 1)      # towards the head (MRU)
-            slots[n].next = <int32_t>(n - 1)      # towards the tail (LRU)
+        cdef list old_keys = self.slot_keys, old_values = self.slot_values
+        cdef SlotsState* st = &self.state
+        cdef Slot* old = self.v.slots
+        cdef int32_t n = 0, i
+        cdef int lst, lane
+        for i in range(old_capacity):
+            if old[i].stamp & SLOT_FREE:
+                continue
+            renumbered[i] = n
+            keys[n] = old_keys[i]
+            values[n] = old_values[i]
+            slots[n] = old[i]
             if sizes != NULL:
-                sizes[n] = self.sizes[s]
-            renumbered[s] = <int32_t>n
+                sizes[n] = self.v.sizes[i]
             n += 1
-            s = self.slots[s].prev
-        if n:
-            slots[n - 1].prev = -1
-        # the lane keeps its deadline order, under the new numbers
-        s = -1
-        while lane >= 0:
-            i = renumbered[lane]
-            slots[i].lane_prev = s
-            slots[i].lane_next = -1
-            if s >= 0:
-                slots[s].lane_next = <int32_t>i
-            s = <int32_t>i
-            lane = self.slots[lane].lane_next
-        lane = renumbered[self.lane_head] if self.lane_head >= 0 else -1
+        for i in range(n):      # links to renumber; negative ones are ends and codes
+            if slots[i].prev >= 0:
+                slots[i].prev = renumbered[slots[i].prev]
+            if slots[i].next >= 0:
+                slots[i].next = renumbered[slots[i].next]
+            if slots[i].exp_next == EXP_HEAP:
+                self.v.heap_slot[slots[i].exp_prev] = i
+            elif slots[i].exp_next != EXP_NONE:
+                if slots[i].exp_prev >= 0:
+                    slots[i].exp_prev = renumbered[slots[i].exp_prev]
+                if slots[i].exp_next >= 0:
+                    slots[i].exp_next = renumbered[slots[i].exp_next]
+        for lst in range(2):
+            if st.head[lst] >= 0:
+                st.head[lst] = renumbered[st.head[lst]]
+                st.tail[lst] = renumbered[st.tail[lst]]
+        for lane in range(NLANES):
+            if st.lane_head[lane] >= 0:
+                st.lane_head[lane] = renumbered[st.lane_head[lane]]
+                st.lane_tail[lane] = renumbered[st.lane_tail[lane]]
         PyMem_Free(renumbered)
         for i in range(n, new_capacity):          # the free list
-            slots[i].next = <int32_t>(i + 1) if i + 1 < new_capacity else -1
-            slots[i].heap_pos = NOT_FILED
-        self._free_arrays()
+            slots[i].next = i + 1 if i + 1 < new_capacity else NIL
+            slots[i].stamp = SLOT_FREE
+            slots[i].exp_next = EXP_NONE
+        PyMem_Free(self.v.slots)
+        PyMem_Free(self.v.sizes)
+        PyMem_Free(self.v.table)
         self.slot_keys, self.slot_values = keys, values
-        self.slots, self.sizes, self.table = slots, sizes, table
-        self.capacity = new_capacity
-        self.count = n
-        self.currsize_c = total
-        self.head = <int32_t>(n - 1) if n else -1
-        self.tail = 0 if n else -1
-        self.free_head = <int32_t>n if n < new_capacity else -1
-        self.lane_head, self.lane_tail, self.lane_lifetime = lane, s, lane_lifetime
-        self.table_size = table_size
+        self.v.slots, self.v.sizes, self.v.table = slots, sizes, table
+        st.capacity = new_capacity
+        st.table_size = table_size
+        st.free_head = n if n < new_capacity else NIL
         memset(table, 0xFF, table_size * sizeof(Bucket))
         for i in range(n):
-            self._table_insert(<int32_t>i)
-            if slots[i].heap_pos >= 0:
-                slots[i].heap_pos = NOT_FILED
-                self._heap_push(<int32_t>i, slots[i].deadline, False)
-        i = (self.heap_len - 2) // HEAP_ARITY if self.heap_len > 1 else -1
-        while i >= 0:
-            self._sift_down(i)
-            i -= 1
+            table_insert(&self.v, i)
         return 0
 
     cdef int _grow(self) except -1:
         # Make room for one more slot: double the capacity (capped by maxsize while sizes are all 1).
-        cdef Py_ssize_t new_capacity = self.capacity * 2 if self.capacity else MIN_CAPACITY
-        if self.sizes == NULL and self.maxsize_c > 0 and new_capacity > self.maxsize_c:
-            new_capacity = max(self.maxsize_c, self.capacity + 1)
+        cdef int64_t new_capacity = self.state.capacity * 2 if self.state.capacity else MIN_CAPACITY
+        if self.v.sizes == NULL and self.state.maxsize > 0 and new_capacity > self.state.maxsize:
+            new_capacity = max(self.state.maxsize, self.state.capacity + 1)
         if new_capacity > MAX_CAPACITY:
-            if self.capacity >= MAX_CAPACITY:
+            if self.state.capacity >= MAX_CAPACITY:
                 raise MemoryError("LRUCache is full")
             new_capacity = MAX_CAPACITY
-        return self._resize(new_capacity)
+        return self._resize(<int32_t>new_capacity)
 
     cdef int _maybe_shrink(self) except -1:
         # After removals: give memory back once the live count is far below capacity.
-        if self.count == 0:
-            if self.capacity > MIN_CAPACITY:
+        if self.state.count == 0:
+            if self.state.capacity > MIN_CAPACITY:
                 self._free_arrays()
                 self.slot_keys, self.slot_values = [], []
-        elif self.capacity > MIN_CAPACITY and self.count * 4 < self.capacity:
-            self._resize(max(MIN_CAPACITY, pow2_at_least(2 * self.count)))
+        elif self.state.capacity > MIN_CAPACITY and self.state.count * 4 < self.state.capacity:
+            self._resize(max(MIN_CAPACITY, pow2_at_least(2 * self.state.count)))
         return 0
 
     cdef int _use_sizes(self) except -1:
         # Switch from "every size is 1" to a sizes array.
-        cdef Py_ssize_t i
-        if self.sizes != NULL or self.capacity == 0:
+        cdef int32_t i
+        if self.v.sizes != NULL or self.state.capacity == 0:
             return 0
-        self.sizes = <Py_ssize_t*>PyMem_Malloc(self.capacity * sizeof(Py_ssize_t))
-        if self.sizes == NULL:
+        self.v.sizes = <int64_t*>PyMem_Malloc(self.state.capacity * sizeof(int64_t))
+        if self.v.sizes == NULL:
             raise MemoryError()
-        for i in range(self.capacity):
-            self.sizes[i] = 1
+        for i in range(self.state.capacity):
+            self.v.sizes[i] = 1
         return 0
 
-    # Size of the entry in slot s.
-    cdef inline Py_ssize_t _size(self, int32_t s) noexcept:
-        return 1 if self.sizes == NULL else self.sizes[s]
+    cdef int _heap_room(self) except -1:
+        # Keep room for one more heap item: an operation files at most one entry.
+        cdef int32_t new_capacity
+        cdef int32_t* heap_slot
+        cdef double* heap_key
+        if self.state.heap_len < self.state.heap_capacity:
+            return 0
+        new_capacity = max(MIN_CAPACITY, 2 * self.state.heap_capacity)
+        heap_slot = <int32_t*>PyMem_Realloc(self.v.heap_slot, new_capacity * sizeof(int32_t))
+        if heap_slot == NULL:
+            raise MemoryError()
+        self.v.heap_slot = heap_slot
+        heap_key = <double*>PyMem_Realloc(self.v.heap_key, new_capacity * sizeof(double))
+        if heap_key == NULL:
+            raise MemoryError()
+        self.v.heap_key = heap_key
+        self.state.heap_capacity = new_capacity
+        return 0
 
     # -- key index ----------------------------------------------------------
 
-    cdef Py_ssize_t _find(self, object key, uint32_t h) except -2:
-        # Slot holding key, or -1.  May run key.__eq__, with busy set; nothing has changed yet.
-        cdef Py_ssize_t i, s
+    cdef int32_t _find(self, object key, uint32_t h) except -2:
+        # Slot holding key, or NIL.  May run key.__eq__, with busy set; nothing has changed yet.
+        cdef int32_t i, s, n
         cdef int equal
         cdef object stored
         if self.busy:
             self._wait_not_busy()
-        if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
+        if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
+                PyList_GET_SIZE(self.slot_values) != self.state.capacity:
             raise RuntimeError("LRUCache was cleared by the garbage collector")
-        if self.capacity == 0:
-            return -1
-        i = home_bucket(h, self.table_size)
+        n = self.state.table_size
+        if n == 0:
+            return NIL
+        i = home_bucket(h, n)
         while True:
-            s = self.table[i].slot
+            s = self.v.table[i].slot
             if s < 0:
-                return -1
-            if self.table[i].hash32 == h:
+                return NIL
+            if self.v.table[i].hash32 == h:
                 stored = self.slot_keys[s]
                 if stored is key:
                     return s
@@ -481,7 +492,7 @@ cdef class LRUCache:
                 if equal:
                     return s
             i += 1
-            if i == self.table_size:
+            if i == n:
                 i = 0
 
     cdef int _wait_not_busy(self) except -1:
@@ -495,265 +506,25 @@ cdef class LRUCache:
                 memorystore_yield()
         return 0
 
-    cdef inline void _table_insert(self, int32_t s) noexcept:
-        # File slot s in the table (its key is known to be absent).
-        cdef uint32_t h = self.slots[s].hash32
-        cdef Py_ssize_t i = home_bucket(h, self.table_size)
-        while self.table[i].slot >= 0:
-            i += 1
-            if i == self.table_size:
-                i = 0
-        self.table[i].slot = s
-        self.table[i].hash32 = h
-
-    cdef void _table_remove(self, int32_t s) noexcept:
-        # Take slot s out of the table, shifting later probes back into the hole.
-        cdef Py_ssize_t n = self.table_size
-        cdef Py_ssize_t hole = home_bucket(self.slots[s].hash32, n)
-        cdef Py_ssize_t j, home
-        while self.table[hole].slot != s:
-            hole += 1
-            if hole == n:
-                hole = 0
-        j = hole
-        while True:
-            j += 1
-            if j == n:
-                j = 0
-            if self.table[j].slot < 0:
-                break
-            home = home_bucket(self.table[j].hash32, n)
-            # the entry at j stays when its home lies cyclically in (hole, j]
-            if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
-                continue
-            self.table[hole] = self.table[j]
-            hole = j
-        self.table[hole].slot = -1
-
-    # -- recency list -------------------------------------------------------
-
-    cdef inline void _link_head(self, int32_t s) noexcept:
-        # Put slot s at the head (most recently used).
-        self.slots[s].prev = -1
-        self.slots[s].next = self.head
-        if self.head >= 0:
-            self.slots[self.head].prev = s
-        else:
-            self.tail = s
-        self.head = s
-
-    cdef inline void _unlink(self, int32_t s) noexcept:
-        # Take slot s out of the recency list.
-        cdef int32_t p = self.slots[s].prev
-        cdef int32_t n = self.slots[s].next
-        if p >= 0:
-            self.slots[p].next = n
-        else:
-            self.head = n
-        if n >= 0:
-            self.slots[n].prev = p
-        else:
-            self.tail = p
-
-    cdef inline void _move_to_head(self, int32_t s) noexcept:
-        # Mark slot s most recently used.
-        if self.head != s:
-            self._unlink(s)
-            self._link_head(s)
-
-    # -- expiry heap --------------------------------------------------------
-
-    cdef inline void _heap_place(self, Py_ssize_t i, int32_t s, double key) noexcept:
-        # Put slot s with key at heap index i.
-        self.heap_slot[i] = s
-        self.heap_key[i] = key
-        self.slots[s].heap_pos = <int32_t>i
-
-    cdef void _sift_up(self, Py_ssize_t i) noexcept:
-        # Restore heap order upwards from i.
-        cdef int32_t s = self.heap_slot[i]
-        cdef double key = self.heap_key[i]
-        cdef Py_ssize_t parent
-        while i > 0:
-            parent = (i - 1) // HEAP_ARITY
-            if self.heap_key[parent] <= key:
-                break
-            self._heap_place(i, self.heap_slot[parent], self.heap_key[parent])
-            i = parent
-        self._heap_place(i, s, key)
-
-    cdef void _sift_down(self, Py_ssize_t i) noexcept:
-        # Restore heap order downwards from i.
-        cdef int32_t s = self.heap_slot[i]
-        cdef double key = self.heap_key[i]
-        cdef Py_ssize_t child, best, last, n = self.heap_len
-        while True:
-            child = HEAP_ARITY * i + 1
-            if child >= n:
-                break
-            best = child
-            last = min(child + HEAP_ARITY, n)
-            child += 1
-            while child < last:
-                if self.heap_key[child] < self.heap_key[best]:
-                    best = child
-                child += 1
-            if self.heap_key[best] >= key:
-                break
-            self._heap_place(i, self.heap_slot[best], self.heap_key[best])
-            i = best
-        self._heap_place(i, s, key)
-
-    cdef int _heap_push(self, int32_t s, double key, bint sift) except -1:
-        # File slot s in the heap under key (growing the heap arrays as needed).
-        cdef Py_ssize_t new_capacity
-        cdef int32_t* heap_slot
-        cdef double* heap_key
-        if self.heap_len == self.heap_capacity:
-            new_capacity = max(MIN_CAPACITY, 2 * self.heap_capacity)
-            heap_slot = <int32_t*>PyMem_Realloc(self.heap_slot, new_capacity * sizeof(int32_t))
-            if heap_slot == NULL:
-                raise MemoryError()
-            self.heap_slot = heap_slot
-            heap_key = <double*>PyMem_Realloc(self.heap_key, new_capacity * sizeof(double))
-            if heap_key == NULL:
-                raise MemoryError()
-            self.heap_key = heap_key
-            self.heap_capacity = new_capacity
-        self._heap_place(self.heap_len, s, key)
-        self.heap_len += 1
-        if sift:
-            self._sift_up(self.heap_len - 1)
-        return 0
-
-    cdef void _heap_remove(self, int32_t s) noexcept:
-        # Take slot s out of the heap.
-        cdef Py_ssize_t i = self.slots[s].heap_pos
-        cdef Py_ssize_t last = self.heap_len - 1
-        self.slots[s].heap_pos = NOT_FILED
-        self.heap_len = last
-        if i == last:
-            return
-        self._heap_place(i, self.heap_slot[last], self.heap_key[last])
-        if i > 0 and self.heap_key[i] < self.heap_key[(i - 1) // HEAP_ARITY]:
-            self._sift_up(i)
-        else:
-            self._sift_down(i)
-
-    # -- expiry lane --------------------------------------------------------
-
-    cdef inline void _lane_append(self, int32_t s) noexcept:
-        # File slot s at the end of the lane (its deadline is the latest there).
-        self.slots[s].heap_pos = IN_LANE
-        self.slots[s].lane_prev = self.lane_tail
-        self.slots[s].lane_next = -1
-        if self.lane_tail >= 0:
-            self.slots[self.lane_tail].lane_next = s
-        else:
-            self.lane_head = s
-        self.lane_tail = s
-
-    cdef inline void _lane_remove(self, int32_t s) noexcept:
-        # Take slot s out of the lane.
-        cdef int32_t p = self.slots[s].lane_prev
-        cdef int32_t n = self.slots[s].lane_next
-        if p >= 0:
-            self.slots[p].lane_next = n
-        else:
-            self.lane_head = n
-        if n >= 0:
-            self.slots[n].lane_prev = p
-        else:
-            self.lane_tail = p
-        self.slots[s].heap_pos = NOT_FILED
-
-    cdef inline void _unfile(self, int32_t s) noexcept:
-        # Take slot s out of the expiry index, wherever it is filed.
-        if self.slots[s].heap_pos == IN_LANE:
-            self._lane_remove(s)
-        elif self.slots[s].heap_pos >= 0:
-            self._heap_remove(s)
-
-    cdef int _file_deadline(self, int32_t s, double deadline, double lifetime) except -1:
-        # Give slot s a new deadline and file it: in the lane when it has the
-        # lane's lifetime and comes last, else in the heap (whose key stays a
-        # lower bound of the deadline).
-        cdef Py_ssize_t i = self.slots[s].heap_pos
-        self.slots[s].deadline = deadline
-        if i == IN_LANE:
-            self._lane_remove(s)
-            i = NOT_FILED
-        if deadline == INF:
-            if i >= 0:
-                self._heap_remove(s)
-            return 0
-        if self.lane_head < 0 and lifetime > 0 and lifetime != self.lane_lifetime:
-            self.lane_lifetime = lifetime           # an empty lane adopts the newest lifetime
-        if lifetime == self.lane_lifetime and (self.lane_tail < 0 or self.slots[self.lane_tail].deadline <= deadline):
-            if i >= 0:
-                self._heap_remove(s)
-            self._lane_append(s)
-        elif i < 0:
-            self._heap_push(s, deadline, True)
-        elif deadline < self.heap_key[i]:
-            self.heap_key[i] = deadline
-            self._sift_up(i)
-        return 0
-
-    cdef Py_ssize_t _count_expired(self, double now) noexcept:
-        # Entries expired at now: the head of the lane, then a depth-first walk of the heap items keyed <= now.
-        cdef Py_ssize_t stack[256]
-        cdef Py_ssize_t top = 1, count = 0, i, child, end
-        cdef int32_t s = self.lane_head
-        while s >= 0 and self.slots[s].deadline <= now:
-            count += 1
-            s = self.slots[s].lane_next
-        if self.heap_len == 0 or self.heap_key[0] > now:
-            return count
-        stack[0] = 0
-        while top:
-            top -= 1
-            i = stack[top]
-            if self.slots[self.heap_slot[i]].deadline <= now:
-                count += 1
-            child = HEAP_ARITY * i + 1
-            end = min(child + HEAP_ARITY, self.heap_len)
-            while child < end:
-                if self.heap_key[child] <= now:
-                    stack[top] = child
-                    top += 1
-                child += 1
-        return count
-
     # -- entries ------------------------------------------------------------
 
-    cdef inline bint _is_live(self, Py_ssize_t s, double user_time) noexcept:
-        # Whether slot s (or -1) holds an entry that has not expired (the clock is read only if needed).
+    cdef inline bint _is_live(self, int32_t s, double user_time) noexcept:
+        # Whether slot s (or NIL) holds an entry that has not expired (the clock is read only if needed).
         if s < 0:
             return False
-        return self.slots[s].deadline == INF or self.slots[s].deadline > self._clock(user_time)
+        return self.v.slots[s].deadline == INF or self.v.slots[s].deadline > self._clock(user_time)
 
-    cdef int _new_slot(self, object key, object value, uint32_t h, double deadline, double lifetime,
-                       Py_ssize_t size) except -1:
+    cdef int _new_entry(self, object key, object value, uint32_t h, double deadline, int64_t size) except -1:
         # Store a new entry (its key is absent) in a free slot, as most recently used.
         cdef int32_t s
-        if self.free_head < 0:
+        if self.state.free_head < 0:
             self._grow()
-        if size != 1 and self.sizes == NULL:
+        if size != 1 and self.v.sizes == NULL:
             self._use_sizes()
-        s = self.free_head
-        self.free_head = self.slots[s].next
+        s = slot_take(&self.v, h, deadline, size)
         self.slot_keys[s] = key
         self.slot_values[s] = value
-        self.slots[s].hash32 = h
-        self.slots[s].heap_pos = NOT_FILED
-        if self.sizes != NULL:
-            self.sizes[s] = size
-        self.count += 1
-        self.currsize_c += size
-        self._table_insert(s)
-        self._link_head(s)
-        self._file_deadline(s, deadline, lifetime)
+        counter_add(&self.state.counters.writes, 1)
         return 0
 
     cdef tuple _remove_slot(self, int32_t s, str reason):
@@ -766,13 +537,7 @@ cdef class LRUCache:
     cdef int _free_slot(self, int32_t s) except -1:
         # Take the entry in slot s out of every structure and free the slot; its
         # key and value references are dropped (callers hold them first).
-        self._table_remove(s)
-        self._unlink(s)
-        self._unfile(s)
-        self.currsize_c -= self._size(s)
-        self.count -= 1
-        self.slots[s].next = self.free_head
-        self.free_head = s
+        slot_free(&self.v, s)
         self.slot_keys[s] = None
         self.slot_values[s] = None
         return 0
@@ -801,23 +566,11 @@ cdef class LRUCache:
         # RELEASED (nothing, unless releasing could run user code: see _drop;
         # removed may then be None and is allocated on demand).  Returns removed.
         cdef int32_t s
-        cdef double lane_deadline, heap_first
         while True:
-            lane_deadline = self.slots[self.lane_head].deadline if self.lane_head >= 0 else INF
-            heap_first = self.heap_key[0] if self.heap_len else INF
-            if lane_deadline <= heap_first:
-                if lane_deadline > now:
-                    return removed
-                s = self.lane_head
-            elif heap_first > now:
+            s = expiry_next(&self.v, now)
+            if s < 0:
                 return removed
-            elif self.slots[self.heap_slot[0]].deadline == heap_first:     # an exact key: expired
-                s = self.heap_slot[0]
-            else:       # the deadline moved later: re-file it first, to keep the order
-                s = self.heap_slot[0]
-                self.heap_key[0] = self.slots[s].deadline
-                self._sift_down(0)
-                continue
+            counter_add(&self.state.counters.expirations, 1)
             if shape == PAIRS:
                 removed.append((self.slot_keys[s], self.slot_values[s]))
                 self._free_slot(s)
@@ -826,23 +579,23 @@ cdef class LRUCache:
             else:
                 removed = self._drop(s, EXPIRE, removed, False)
 
-    cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, Py_ssize_t extra):
-        # Bring currsize + extra within maxsize: expired entries first, then least
-        # recently used; what leaves goes through _drop.  Returns removed.
-        if self._first_deadline() <= now:
-            if removed is None:
+    cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, int64_t extra):
+        # Bring size + extra within maxsize: expired entries first, then the
+        # eviction policy's victims (never keep); what leaves goes through _drop.
+        cdef int32_t s
+        if expiry_first(&self.v) <= now:
+            if collect and removed is None:
                 removed = []
-            self._expire_into(now, removed, TRIPLES)
-        while self.currsize_c + extra > self.maxsize_c and self.tail >= 0 and self.tail != keep:
-            removed = self._drop(self.tail, EVICT, removed, collect)
+            removed = self._expire_into(now, removed, TRIPLES if collect else RELEASED)
+        while self.state.size + extra > self.state.maxsize:
+            s = slots_victim(&self.v, keep)
+            if s < 0:
+                break
+            counter_add(&self.state.counters.evictions, 1)
+            if not (self.v.slots[s].stamp & SLOT_READ):
+                counter_add(&self.state.counters.evicted_unread, 1)
+            removed = self._drop(s, EVICT, removed, collect)
         return removed
-
-    cdef inline double _first_deadline(self) noexcept:
-        # A lower bound of the earliest deadline in the expiry index (INF when empty).
-        cdef double first = self.slots[self.lane_head].deadline if self.lane_head >= 0 else INF
-        if self.heap_len and self.heap_key[0] < first:
-            return self.heap_key[0]
-        return first
 
     cdef inline double _lifetime(self, object ttl) except? -1.0:
         # The lifetime a set/touch asks for: the default when ttl is None.
@@ -857,9 +610,12 @@ cdef class LRUCache:
 
         reason ``"set"``: the previous value under key (replaced, or removed
         because ttl <= 0 or the entry exceeds maxsize); ``"expire"``: expired
-        entries removed to make room; ``"evict"``: live LRU entries pushed out.
-        With ``only_if_absent``, nothing changes and ``None`` is returned when a
-        live entry is held under ``key`` (an atomic create-if-absent).
+        entries removed (to make room, or the expired previous value);
+        ``"evict"``: live entries pushed out by the eviction policy;
+        ``"reject"``: the new value itself, not stored because its size exceeds
+        maxsize (always the last triple).  With ``only_if_absent``, nothing
+        changes and ``None`` is returned when a live entry is held under ``key``
+        (an atomic create-if-absent).
         """
         removed = self._put(key, value, ttl, size, True, only_if_absent)
         if removed is REFUSED:
@@ -870,11 +626,10 @@ cdef class LRUCache:
         # put(); without collect, what leaves is released as _drop says and None or a list of it returned.
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
-        cdef Py_ssize_t size_c
+        cdef int64_t size_c
         cdef double now
-        cdef Py_ssize_t s
+        cdef int32_t s
         cdef list removed = None
-        cdef str reason
         if size is None:
             size_c = 1 if self._getsizeof is None else check_size(self._getsizeof(value))
         else:
@@ -883,44 +638,58 @@ cdef class LRUCache:
         with cython.critical_section(self):
             s = self._find(key, h)
             now = self._clock(now)
-            if only_if_absent and s >= 0 and self.slots[s].deadline > now:
+            if only_if_absent and s >= 0 and self.v.slots[s].deadline > now:
                 return REFUSED
+            self._heap_room()
+            if size_c != 1 and self.v.sizes == NULL:
+                self._use_sizes()
+            if s >= 0 and self.v.slots[s].deadline <= now:    # the old entry expired: it leaves as such
+                counter_add(&self.state.counters.expirations, 1)
+                removed = self._drop(s, EXPIRE, removed, collect)
+                s = NIL
             # now + lifetime <= now: ttl <= 0, or so small that adding it changes nothing
-            if now + lifetime <= now or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
+            if now + lifetime <= now:
                 if s >= 0:
-                    removed = self._drop(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE, removed, collect)
+                    counter_add(&self.state.counters.deletions, 1)
+                    removed = self._drop(s, SET, removed, collect)
+            elif self.state.maxsize >= 0 and size_c > self.state.maxsize:
+                if s >= 0:
+                    counter_add(&self.state.counters.deletions, 1)
+                    removed = self._drop(s, SET, removed, collect)
+                counter_add(&self.state.counters.rejected, 1)
+                if collect:
+                    if removed is None:
+                        removed = []
+                    removed.append((key, value, REJECT))
             elif s >= 0:
                 if collect:
-                    reason = SET if self.slots[s].deadline > now else EXPIRE
-                    removed = [(self.slot_keys[s], self.slot_values[s], reason)]
+                    removed = [(self.slot_keys[s], self.slot_values[s], SET)]
                 elif not releasable_now(PyList_GET_ITEM(self.slot_values, s)):
                     removed = [self.slot_values[s]]
                 self.slot_values[s] = value      # the old value: in removed, or safe to release
-                if size_c != 1 and self.sizes == NULL:
-                    self._use_sizes()
-                if self.sizes != NULL:
-                    self.currsize_c += size_c - self.sizes[s]
-                    self.sizes[s] = size_c
-                self._move_to_head(<int32_t>s)
-                self._file_deadline(<int32_t>s, now + lifetime, lifetime)
-                if self.maxsize_c >= 0 and self.currsize_c > self.maxsize_c:
-                    removed = self._make_room(<int32_t>s, now, removed, collect, 0)
+                slot_set_size(&self.v, s, size_c)
+                slot_written(&self.v, s)
+                expiry_file(&self.v, s, now + lifetime)
+                counter_add(&self.state.counters.writes, 1)
+                if self.state.maxsize >= 0 and self.state.size > self.state.maxsize:
+                    removed = self._make_room(s, now, removed, collect, 0)
             else:
-                if self.maxsize_c >= 0 and self.currsize_c + size_c > self.maxsize_c:
-                    removed = self._make_room(-1, now, removed, collect, size_c)
-                self._new_slot(key, value, h, now + lifetime, lifetime, size_c)
+                if self.state.maxsize >= 0 and self.state.size + size_c > self.state.maxsize:
+                    removed = self._make_room(NIL, now, removed, collect, size_c)
+                self._new_entry(key, value, h, now + lifetime, size_c)
         return removed
 
     def pop_expired(self, key, default=None):
         """If ``key`` is held but expired, remove it and return its value; else ``default``."""
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
-        cdef Py_ssize_t s
+        cdef int32_t s
         cdef tuple entry = None
         with cython.critical_section(self):
             s = self._find(key, h)
             if s >= 0 and not self._is_live(s, now):
-                entry = self._remove_slot(<int32_t>s, EXPIRE)
+                counter_add(&self.state.counters.expirations, 1)
+                entry = self._remove_slot(s, EXPIRE)
                 self._maybe_shrink()
         return default if entry is None else entry[1]
 
@@ -928,27 +697,31 @@ cdef class LRUCache:
         """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
-        cdef Py_ssize_t s
+        cdef int32_t s
         with cython.critical_section(self):
             s = self._find(key, h)
             now = self._clock(now)
-            if s < 0 or self.slots[s].deadline <= now:
+            if s < 0 or self.v.slots[s].deadline <= now:
                 return None
-            return self.slots[s].deadline - now
+            return self.v.slots[s].deadline - now
 
     cdef list _snapshot(self, int what):
         # Live entries MRU first: 0 keys, 1 values, 2 (key, value), 3 (key, value, remaining).
         cdef double now = self._user_time()
         cdef list out = []
-        cdef int32_t s
+        cdef int32_t s, a, b
         cdef double deadline
         with cython.critical_section(self):
-            if PyList_GET_SIZE(self.slot_keys) != self.capacity or PyList_GET_SIZE(self.slot_values) != self.capacity:
+            if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
+                    PyList_GET_SIZE(self.slot_values) != self.state.capacity:
                 raise RuntimeError("LRUCache was cleared by the garbage collector")
             now = self._clock(now)
-            s = self.head
-            while s >= 0:
-                deadline = self.slots[s].deadline
+            a, b = self.state.head[0], self.state.head[1]
+            while True:
+                s = mru_next(&self.v, &a, &b)
+                if s < 0:
+                    break
+                deadline = self.v.slots[s].deadline
                 if deadline > now:
                     if what == 0:
                         out.append(self.slot_keys[s])
@@ -958,7 +731,6 @@ cdef class LRUCache:
                         out.append((self.slot_keys[s], self.slot_values[s]))
                     else:
                         out.append((self.slot_keys[s], self.slot_values[s], deadline - now))
-                s = self.slots[s].next
         return out
 
     def entries(self):
@@ -972,7 +744,7 @@ cdef class LRUCache:
         with cython.critical_section(self):
             if self.busy:
                 self._wait_not_busy()
-            if self.heap_len or self.lane_head >= 0:
+            if self.state.heap_len or self.state.lanes_used:
                 now = self._clock(now)
                 self._expire_into(now, removed, PAIRS)
                 if removed:
@@ -987,11 +759,11 @@ cdef class LRUCache:
         with cython.critical_section(self):
             if self.busy:
                 self._wait_not_busy()
-            if self.heap_len or self.lane_head >= 0:
+            if self.state.heap_len or self.state.lanes_used:
                 now = self._clock(now)
-                purged = self.count
+                purged = self.state.count
                 parked = self._expire_into(now, None, RELEASED)
-                purged -= self.count
+                purged -= self.state.count
                 if purged:
                     self._maybe_shrink()
         del parked
@@ -1010,13 +782,21 @@ cdef class LRUCache:
         """The live value (now most recently used), else ``default``."""
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
-        cdef Py_ssize_t s
+        cdef int32_t s
         with cython.critical_section(self):
             s = self._find(key, h)
             if not self._is_live(s, now):
+                self._count_miss(s)
                 return default
-            self._move_to_head(<int32_t>s)
+            slot_read(&self.v, s)
+            counter_add(&self.state.counters.hits, 1)
             return self.slot_values[s]
+
+    cdef inline void _count_miss(self, int32_t s) noexcept:
+        # A read found no live entry; s is the expired one it found, or NIL.
+        counter_add(&self.state.counters.misses, 1)
+        if s >= 0:
+            counter_add(&self.state.counters.expired, 1)
 
     def __getitem__(self, key):
         value = self.get(key, MISSING)
@@ -1028,10 +808,14 @@ cdef class LRUCache:
         """The live value without changing recency, else ``default``."""
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
-        cdef Py_ssize_t s
+        cdef int32_t s
         with cython.critical_section(self):
             s = self._find(key, h)
-            return self.slot_values[s] if self._is_live(s, now) else default
+            if not self._is_live(s, now):
+                self._count_miss(s)
+                return default
+            counter_add(&self.state.counters.hits, 1)
+            return self.slot_values[s]
 
     def __contains__(self, key):
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
@@ -1044,17 +828,15 @@ cdef class LRUCache:
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef double now = self._user_time()
-        cdef Py_ssize_t s
+        cdef int32_t s
         with cython.critical_section(self):
             s = self._find(key, h)
             now = self._clock(now)
-            if s < 0 or self.slots[s].deadline <= now:
+            if s < 0 or self.v.slots[s].deadline <= now:
                 return False
-            self._move_to_head(<int32_t>s)
-            if lifetime > 0:
-                self._file_deadline(<int32_t>s, now + lifetime, lifetime)
-            else:
-                self._file_deadline(<int32_t>s, now, 0.0)
+            self._heap_room()
+            slot_read(&self.v, s)
+            expiry_file(&self.v, s, now + lifetime if lifetime > 0 else now)
             return True
 
     def pop(self, key, default=MISSING):
@@ -1074,30 +856,36 @@ cdef class LRUCache:
         # Remove the live entry under key and return its value; MISSING if there is none.
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
-        cdef Py_ssize_t s
+        cdef int32_t s
         cdef object _stored_key = None, value = MISSING
         with cython.critical_section(self):
             s = self._find(key, h)
             if self._is_live(s, now):
                 _stored_key = self.slot_keys[s]     # both released when this returns
                 value = self.slot_values[s]
-                self._free_slot(<int32_t>s)
+                counter_add(&self.state.counters.deletions, 1)
+                self._free_slot(s)
                 self._maybe_shrink()
         return value
 
     def __len__(self):
         cdef double now = self._user_time()
         with cython.critical_section(self):
-            if self.heap_len == 0 and self.lane_head < 0:
-                return self.count
-            return self.count - self._count_expired(self._clock(now))
+            if self.state.heap_len == 0 and self.state.lanes_used == 0:
+                return self.state.count
+            return self.state.count - expiry_count(&self.v, self._clock(now))
 
     def clear(self):
         """Remove every entry and give the memory back."""
         cdef list keys, values
+        cdef double now = self._user_time()
+        cdef int32_t expired
         with cython.critical_section(self):
             if self.busy:
                 self._wait_not_busy()
+            expired = expiry_count(&self.v, self._clock(now)) if self.state.count else 0
+            counter_add(&self.state.counters.expirations, expired)
+            counter_add(&self.state.counters.deletions, self.state.count - expired)
             keys, values = self.slot_keys, self.slot_values
             self.slot_keys, self.slot_values = [], []
             self._free_arrays()
@@ -1118,69 +906,40 @@ cdef class LRUCache:
     def __iter__(self):
         return iter(self._snapshot(0))
 
+    # -- statistics ---------------------------------------------------------
+
+    def stats(self):
+        """Counters since creation or reset_stats(), with the live length, size and maxsize."""
+        cdef Counters c
+        cdef double now = self._user_time()
+        cdef int32_t length
+        cdef int64_t expired_size = 0
+        with cython.critical_section(self):
+            c = self.state.counters
+            length = self.state.count
+            if self.state.heap_len or self.state.lanes_used:
+                length -= expiry_tally(&self.v, self._clock(now), &expired_size)
+            size = self.state.size - expired_size
+        return CacheStats(c.hits, c.misses, c.expired, c.writes, c.evictions, c.evicted_unread, c.expirations,
+                          c.deletions, c.rejected, length, size, self._maxsize_obj)
+
+    def reset_stats(self):
+        """Zero the counters."""
+        with cython.critical_section(self):
+            memset(&self.state.counters, 0, sizeof(Counters))
+
     # -- for tests ----------------------------------------------------------
 
     def check_invariants(self):
-        """Raise AssertionError if the index, recency list, free list or heap disagree."""
-        cdef Py_ssize_t i, n = 0, free = 0, total = 0, filed = 0, in_table = 0, in_lane = 0, lane_len = 0
-        cdef int32_t s, p
+        """Raise AssertionError if the index, recency lists, free list or expiry index disagree."""
+        cdef const char* broken
+        cdef int32_t s
         with cython.critical_section(self):
-            assert len(self.slot_keys) == self.capacity, "key list length != capacity"
-            assert len(self.slot_values) == self.capacity, "value list length != capacity"
-            s, p = self.head, -1
-            while s >= 0:
-                assert n < self.capacity, "recency list has a cycle"
-                assert self.slots[s].prev == p, "prev link broken"
-                assert self._reachable_in_table(s), "live slot missing from the table"
-                total += self._size(s)
-                i = self.slots[s].heap_pos
-                if self.slots[s].deadline == INF:
-                    assert i == NOT_FILED, "never-expiring entry is filed for expiry"
-                elif i == IN_LANE:
-                    in_lane += 1
-                else:
-                    assert 0 <= i < self.heap_len and self.heap_slot[i] == s, "entry missing from the heap"
-                    assert self.heap_key[i] <= self.slots[s].deadline, "heap key later than the deadline"
-                    filed += 1
-                n += 1
-                p, s = s, self.slots[s].next
-            assert p == self.tail, "tail is not the last slot"
-            assert n == self.count, "count differs from the recency list"
-            s = self.free_head
-            while s >= 0:
-                assert free < self.capacity, "free list has a cycle"
-                assert self.slot_keys[s] is None and self.slot_values[s] is None, "free slot holds a reference"
-                free += 1
-                s = self.slots[s].next
-            assert n + free == self.capacity, "slots leaked: live + free != capacity"
-            for i in range(self.table_size if self.capacity else 0):
-                if self.table[i].slot >= 0:
-                    assert self.table[i].hash32 == self.slots[self.table[i].slot].hash32, "bucket hash differs"
-                    in_table += 1
-            assert in_table == n, "table holds a different number of slots"
-            assert filed == self.heap_len, "heap holds a different number of slots"
-            s, p = self.lane_head, -1
-            while s >= 0:
-                assert lane_len < self.count, "lane has a cycle"
-                assert self.slots[s].heap_pos == IN_LANE, "lane slot not marked as in the lane"
-                assert self.slots[s].lane_prev == p, "lane_prev link broken"
-                assert p < 0 or self.slots[p].deadline <= self.slots[s].deadline, "lane out of deadline order"
-                lane_len += 1
-                p, s = s, self.slots[s].lane_next
-            assert p == self.lane_tail, "lane tail is not the last lane slot"
-            assert lane_len == in_lane, "lane holds a different number of slots"
-            for i in range(1, self.heap_len):
-                assert self.heap_key[(i - 1) // HEAP_ARITY] <= self.heap_key[i], "heap order broken"
-            assert total == self.currsize_c, "currsize differs from the sum of sizes"
-            assert self.maxsize_c < 0 or self.currsize_c <= self.maxsize_c, "over maxsize"
-
-    cdef bint _reachable_in_table(self, int32_t s) noexcept:
-        # Whether slot s is found by probing from its home bucket.
-        cdef Py_ssize_t i = home_bucket(self.slots[s].hash32, self.table_size)
-        while self.table[i].slot >= 0:
-            if self.table[i].slot == s:
-                return True
-            i += 1
-            if i == self.table_size:
-                i = 0
-        return False
+            assert len(self.slot_keys) == self.state.capacity, "key list length != capacity"
+            assert len(self.slot_values) == self.state.capacity, "value list length != capacity"
+            broken = slots_check(&self.v)
+            if broken != NULL:
+                raise AssertionError(broken.decode())
+            for s in range(self.state.capacity):
+                if self.v.slots[s].stamp & SLOT_FREE:
+                    assert self.slot_keys[s] is None and self.slot_values[s] is None, "free slot holds a reference"

@@ -157,6 +157,14 @@ class AsyncMemoryStore:
         """Remove expired entries; how many were removed."""
         return await self._call(self.store.prune)
 
+    async def stats(self) -> Any:
+        """The store's counters and fill (``MemoryStore.stats()``; a ``RedisStore`` counts its own calls)."""
+        return await self._call(self.store.stats)
+
+    async def reset_stats(self) -> None:
+        """Zero the store's counters."""
+        await self._call(self.store.reset_stats)
+
     async def close(self) -> None:
         """Close the store (stops its prune thread), in the executor."""
         await asyncio.to_thread(self.store.close)

@@ -69,6 +69,7 @@ import redis
 
 from ._log import logger
 from ._rules import MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch
+from ._stats import RedisStats
 from .store import MemoryStore
 
 __all__ = ["RedisStore"]
@@ -431,6 +432,8 @@ class RedisStore:
         self._listener_fork = _fork_generation
         self._listener_lock = threading.Lock()
         self._closed = False
+        self._counts = dict.fromkeys(RedisStats._fields, 0)  # this process's own calls: stats()
+        self._counts_lock = threading.Lock()
         _STORES.add(self)
         if near_cache is not None:
             self._start_listener()
@@ -575,6 +578,7 @@ class RedisStore:
     def _after_fork(self) -> None:
         """In a forked child: fresh locks and an empty near cache (the listener restarts lazily)."""
         self._near_lock = threading.RLock()
+        self._counts_lock = threading.Lock()
         self._listener_lock = threading.Lock()
         near = self._near
         if near is not None:
@@ -588,6 +592,12 @@ class RedisStore:
 
     def get(self, sid: str) -> Any:
         """The session under ``sid`` (a fresh copy), or ``None`` (also for a ``str`` no session can have)."""
+        session = self._get(sid)
+        self._count("misses" if session is None else "hits")
+        return session
+
+    def _get(self, sid: str) -> Any:
+        """get(), uncounted."""
         if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
             absent_sid(sid)
             return None
@@ -682,6 +692,7 @@ class RedisStore:
                     old = self._client.set(key, value, px=px, get=True)
                 else:
                     self._client.set(key, value, px=px)
+                self._count("writes")
         finally:
             self._near_drop([sid])
         if want_old and old is not None:
@@ -702,9 +713,12 @@ class RedisStore:
             return not self._client.exists(key)
         px = _px(seconds)
         try:
-            return bool(self._client.set(key, value, px=px, nx=True))
+            stored = bool(self._client.set(key, value, px=px, nx=True))
         finally:
             self._near_drop([sid])
+        if stored:
+            self._count("writes")
+        return stored
 
     def destroy(self, sids: str | Iterable[str]) -> None:
         """Remove one session, or each of an iterable of sids (all validated first; ``UNLINK``).
@@ -720,7 +734,7 @@ class RedisStore:
                 chunk = batch[start : start + BATCH]
                 keys = [self._key(sid) for sid in chunk]
                 if self._dispose is None:
-                    self._client.unlink(*keys)
+                    self._count("deletions", self._client.unlink(*keys) or 0)
                     continue
                 pipe = self._client.pipeline(transaction=False)
                 for key in keys:
@@ -728,6 +742,7 @@ class RedisStore:
                 for sid, old in zip(chunk, pipe.execute()):
                     if old is not None:
                         removed.append((sid, old, "delete"))
+                        self._count("deletions")
         finally:
             self._near_drop(batch)
         if removed:
@@ -784,6 +799,30 @@ class RedisStore:
     def prune(self) -> int:
         """Redis expires keys by itself: nothing to do, returns 0."""
         return 0
+
+    # -- statistics ---------------------------------------------------------------------------------
+
+    def stats(self) -> RedisStats:
+        """What this store counted of its own calls in this process, since creation or :meth:`reset_stats`.
+
+        ``hits``/``misses``: ``get`` calls that found a session or not (near
+        cache hits included); ``writes``: sessions stored by ``set``/``add``;
+        ``deletions``: sessions ``destroy`` removed.  Counted client-side, so
+        other processes' calls, Redis's own expiry and eviction, and the
+        number of sessions are not in it (``length()`` is a SCAN; the
+        server's ``INFO stats`` has its figures).
+        """
+        with self._counts_lock:
+            return RedisStats(**self._counts)
+
+    def reset_stats(self) -> None:
+        """Zero the counters."""
+        with self._counts_lock:
+            self._counts = dict.fromkeys(RedisStats._fields, 0)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[name] += n
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

@@ -33,7 +33,9 @@ from typing import Any
 
 from . import _core
 from ._log import logger
+from ._policy import check_eviction
 from ._rules import DEFAULT_TTL, MAX_SID_LENGTH, TtlRule, absent_sid, bad_sid, sid_batch, to_seconds
+from ._stats import StoreStats
 
 __all__ = ["MemoryStore", "MAX_SID_LENGTH", "DEFAULT_TTL", "SNAPSHOT_VERSION"]
 
@@ -120,7 +122,10 @@ class MemoryStore:
     ``"evict"``, ``"delete"`` or ``"set"``.  ``stale``: ``get`` returns an
     expired entry once.  ``serializer``: an object with ``dumps``/``loads``
     (default :mod:`json`); ``None`` stores the objects themselves.
-    ``timer``: monotonic clock for the core (tests).
+    ``timer``: monotonic clock for the core (tests).  ``eviction``: which
+    live session ``max`` pushes out first: ``"protect"`` (default), sessions
+    never read since they were created (one-shot visitors, a flood) before
+    sessions in use; ``"lru"``, the least recently used (the seed's order).
 
     Locking: the core makes every single operation atomic, so the
     per-request calls that are one core call (``get``, ``set``, ``add`` --
@@ -148,6 +153,7 @@ class MemoryStore:
         no_dispose_on_set: bool = False,
         serializer: Any = json,
         timer: Callable[[], float] | None = None,
+        eviction: str = "protect",
     ) -> None:
         # ttl: a constant, a callable, or None (the cookie rule).
         self._ttl_rule = TtlRule(ttl)
@@ -171,6 +177,7 @@ class MemoryStore:
         ):
             raise TypeError("serializer must have dumps() and loads(), or be None")
         self._check_period = _check_period(check_period)
+        self._eviction = check_eviction(eviction)
 
         self._max = max
         self._length = length
@@ -186,8 +193,9 @@ class MemoryStore:
         self._too_large_lock = threading.Lock()
         self._too_large_next_log = -_INF
 
-        core = self._core_class(maxsize=max, ttl=None, timer=timer)
+        core = self._core_class(maxsize=max, ttl=None, timer=timer, eviction=eviction)
         self._core = core
+        self._stale_served = 0  # expired sessions get() returned one last time (stats().stale)
         # Hot core methods, bound once.
         self._core_get = core.get
         self._core_put = core.put
@@ -203,8 +211,9 @@ class MemoryStore:
         self._stop: threading.Event | None = None
         _STORES.add(self)
         logger.debug(
-            "store created: max=%s check_period=%s serializer=%s core=%s",
+            "store created: max=%s eviction=%s check_period=%s serializer=%s core=%s",
             max,
+            eviction,
             self._check_period,
             "none" if serializer is None else getattr(serializer, "__name__", type(serializer).__name__),
             "compiled" if type(core).__module__ == "memorystore._lru" else "pure",
@@ -228,12 +237,14 @@ class MemoryStore:
         return size
 
     def _too_large(self, size: int) -> None:
-        """Note an entry the core did not store because its length exceeds ``max``.
+        """Log an entry the core did not store because its length exceeds ``max``.
 
-        The one place where a rejected entry is accounted for (``stats().rejected``
-        will be counted here).  Logged at WARNING with the length and the bound only
-        (never the sid or the content), at most once per ``TOO_LARGE_LOG_INTERVAL``
-        seconds of this store's clock.
+        Called once for each ``"reject"`` triple the core hands back, and only
+        then: the core counts the same event (``stats().rejected``), so the count
+        and the log line come from one decision, whichever write path made it.
+        Logged at WARNING with the length and the bound only (never the sid or
+        the content), at most once per ``TOO_LARGE_LOG_INTERVAL`` seconds of this
+        store's clock.
         """
         now = self._clock()
         if now < self._too_large_next_log or not self._too_large_lock.acquire(blocking=False):
@@ -264,8 +275,8 @@ class MemoryStore:
             return
         loads = self._loads
         for sid, value, reason in removed:
-            if reason == "set" and not self._dispose_on_set:
-                continue
+            if reason == "reject" or (reason == "set" and not self._dispose_on_set):
+                continue  # a rejected value never entered the store
             try:
                 dispose(sid, value if loads is None else loads(value), reason)
             except Exception:
@@ -294,6 +305,8 @@ class MemoryStore:
             self._notify(((sid, value, "expire"),))
             if not self._stale:
                 return None
+            with self._lock:
+                self._stale_served += 1
         return value if self._loads is None else self._loads(value)
 
     def __contains__(self, sid: object) -> bool:
@@ -347,7 +360,7 @@ class MemoryStore:
         value = session if self._dumps is None else self._dumps(session)
         size = None if self._length is None else self._measure(value, sid)
         removed = self._core_put(sid, value, seconds, size)  # one atomic core operation: no store lock
-        if size is not None and self._max is not None and size > self._max:
+        if size is not None and removed and removed[-1][2] == "reject":  # always the last triple
             self._too_large(size)
         if removed and self._dispose is not None:
             self._notify(removed)
@@ -360,7 +373,7 @@ class MemoryStore:
         removed = self._core_put(sid, value, seconds, size, True)  # atomic create-if-absent in the core
         if removed is None:
             return False
-        if size is not None and self._max is not None and size > self._max:
+        if size is not None and removed and removed[-1][2] == "reject":  # always the last triple
             self._too_large(size)
         if removed and self._dispose is not None:
             self._notify(removed)
@@ -551,13 +564,16 @@ class MemoryStore:
             size = None if self._length is None else self._measure(value, sid)
             batch.append((sid, value, seconds, size))
         removed: list[tuple[str, Any, str]] = []
+        rejected: list[int] = []  # lengths of the entries the core did not store (too long for max)
         with self._lock:
             for sid, value, seconds, size in batch:
-                removed.extend(self._core_put(sid, value, seconds, size))
-        if self._max is not None:
-            for _, _, _, size in batch:
-                if size is not None and size > self._max:
-                    self._too_large(size)
+                out = self._core_put(sid, value, seconds, size)
+                if out:
+                    if out[-1][2] == "reject":
+                        rejected.append(size)
+                    removed.extend(out)
+        for size in rejected:
+            self._too_large(size)
         logger.debug("loaded %d entries", len(batch))
         if removed:
             self._notify(removed)
@@ -681,7 +697,46 @@ class MemoryStore:
         size = None if self._length is None else self._measure(value, sid)
         self._core_put(sid, value, seconds, size)
 
+    # -- statistics -------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        """Counters since creation or :meth:`reset_stats`, plus the live sessions, their total length and ``max``.
+
+        The core's counters (hits, misses, expired reads, writes, evictions,
+        evictions of sessions never read since created, expirations,
+        deletions, rejected too-large sessions) and ``stale``: expired
+        sessions served once by ``get`` (``stale=True``).  Counting is always
+        on; no session id or content is recorded.
+        """
+        core = self._core.stats()
+        return StoreStats(
+            hits=core.hits,
+            misses=core.misses,
+            expired=core.expired,
+            stale=self._stale_served,
+            writes=core.writes,
+            evictions=core.evictions,
+            evicted_unread=core.evicted_unread,
+            expirations=core.expirations,
+            deletions=core.deletions,
+            rejected=core.rejected,
+            length=core.length,
+            size=core.size,
+            maxsize=core.maxsize,
+        )
+
+    def reset_stats(self) -> None:
+        """Zero the counters (the fill figures of :meth:`stats` are current values, not counters)."""
+        with self._lock:
+            self._core.reset_stats()
+            self._stale_served = 0
+
     # -- misc -----------------------------------------------------------------------
+
+    @property
+    def eviction(self) -> str:
+        """The eviction policy: ``"protect"`` or ``"lru"``."""
+        return self._eviction
 
     @property
     def core(self) -> Any:
@@ -695,7 +750,7 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} len={len(self)} max={self._max} "
+            f"<{type(self).__name__} len={len(self)} max={self._max} eviction={self._eviction} "
             f"check_period={self._check_period} thread={'on' if self._thread is not None else 'off'}>"
         )
 

@@ -1,0 +1,732 @@
+# cython: language_level=3
+"""Slots, key index, recency lists and expiry index over plain C arrays.
+
+The algorithms both compiled cores share: ``_lru.pyx`` (arrays from
+PyMem_Malloc, keys and values in Python lists) and the shared-memory core
+(arrays inside a segment that every process maps at its own address).  So
+everything works through a ``SlotsView``: the arrays' addresses in *this*
+process plus a pointer to the scalar state, which may itself live in shared
+memory.  Nothing here allocates, calls into Python, or can run user code;
+the callers find keys (comparing them is theirs) and own the memory.
+
+    slots[]   one 32-byte Slot per entry, numbered 0..capacity-1
+                deadline    monotonic seconds; INFINITY = never expires
+                hash32      low 32 bits of the key's hash
+                stamp       last use (STAMP_BITS), plus SLOT_READ / SLOT_FREE
+                prev/next   recency list, MRU head -> LRU tail (NIL at both ends);
+                            free slots are chained through next from free_head
+                exp_prev/exp_next
+                            expiry lane links, lane ends coded LANE_END - lane;
+                            or exp_next EXP_HEAP, exp_prev = index in the heap;
+                            or exp_next EXP_NONE: not filed (never expires, free)
+    table[]   open addressing, linear probing over table_size buckets of
+              {slot, hash32}: probing and shifting never touch slots[];
+              deletions shift back, so there are no tombstones
+    recency   two lists, each ordered by last use: list 0 holds every entry
+              under "lru" and the entries never read since created
+              (*probation*) under "protect"; list 1 the *protected* entries,
+              those read (get/touch) at least once since created.  Stamps
+              grow with every use, so merging the two lists by stamp gives
+              the one most-recently-used order that iteration shows.
+    lanes     up to NLANES doubly linked lists, each in deadline order: an
+              entry joins the lane whose last deadline is the latest one not
+              after its own (entries of one lifetime arrive in deadline order,
+              so one lifetime needs one lane): O(1) to file, unfile and expire.
+    heap      4-ary min-heap (heap_slot[], heap_key[]) for what fits no lane;
+              heap_key is a lower bound of the slot's deadline, re-checked
+              when it reaches the top.
+
+Eviction ("protect"): probation's least recently used entry goes first while
+probation holds at least ``reserve`` (so a new user's session lives through
+``reserve`` newer one-shot sessions even when the store is full of protected
+ones), else protected's least recently used one.  Expired entries go before
+any live entry under both policies (the callers expire first).
+"""
+
+from libc.math cimport INFINITY
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+
+cdef enum:
+    NIL = -1
+    NLANES = 8
+    HEAP_ARITY = 4
+    # Slot.exp_next when the slot is not in a lane
+    EXP_NONE = -2           # not filed: never expires, or free
+    EXP_HEAP = -3           # in the heap; exp_prev is its index there
+    LANE_END = -4           # a lane's first exp_prev / last exp_next: LANE_END - lane
+    # eviction policies
+    POLICY_LRU = 0
+    POLICY_PROTECT = 1
+    # recency lists
+    PROBATION = 0           # the only list under "lru"
+    PROTECTED = 1
+
+cdef extern from *:
+    """
+    #define MEMORYSTORE_SLOT_READ   0x80000000u /* read (get/touch) at least once since created */
+    #define MEMORYSTORE_SLOT_FREE   0x40000000u /* on the free list */
+    #define MEMORYSTORE_STAMP_MASK  0x3FFFFFFFu
+    #define MEMORYSTORE_STAMP_LIMIT 0x20000000u /* renumber the stamps when the counter gets here */
+    """
+    const uint32_t SLOT_READ "MEMORYSTORE_SLOT_READ"
+    const uint32_t SLOT_FREE "MEMORYSTORE_SLOT_FREE"
+    const uint32_t STAMP_MASK "MEMORYSTORE_STAMP_MASK"
+    const uint32_t STAMP_LIMIT "MEMORYSTORE_STAMP_LIMIT"
+
+ctypedef struct Bucket:
+    int32_t slot            # NIL: empty
+    uint32_t hash32
+
+ctypedef struct Slot:
+    double deadline
+    uint32_t hash32
+    uint32_t stamp
+    int32_t prev
+    int32_t next
+    int32_t exp_prev
+    int32_t exp_next
+
+# Counters of the operations, reported by stats(); they live with the state
+# (host-wide in a shared segment).
+ctypedef struct Counters:
+    uint64_t hits               # reads (get, [], peek) that found a live entry
+    uint64_t misses             # reads that found none (the expired ones included)
+    uint64_t expired            # of the misses, those that found an expired entry
+    uint64_t writes             # values stored
+    uint64_t evictions          # live entries pushed out by the bound
+    uint64_t evicted_unread     # of those, entries never read since created
+    uint64_t expirations        # expired entries removed
+    uint64_t deletions          # live entries removed on request
+    uint64_t rejected           # entries too large to store
+
+ctypedef struct SlotsState:
+    int64_t maxsize             # -1: unbounded
+    int64_t size                # total size of the entries held
+    int64_t list_size[2]        # size per recency list
+    int64_t reserve             # probation's share of maxsize ("protect")
+    int32_t capacity            # slots in the arrays
+    int32_t count               # entries held (expired ones not yet removed included)
+    int32_t free_head
+    int32_t table_size
+    int32_t head[2]
+    int32_t tail[2]
+    int32_t lane_head[NLANES]
+    int32_t lane_tail[NLANES]
+    uint32_t lanes_used         # bit l: lane l is not empty
+    int32_t heap_len
+    int32_t heap_capacity       # callers keep heap_len < heap_capacity before an operation files
+    uint32_t next_stamp
+    int32_t policy
+    Counters counters
+
+ctypedef struct SlotsView:
+    SlotsState* st
+    Slot* slots
+    Bucket* table
+    int64_t* sizes              # NULL: every entry has size 1
+    int32_t* heap_slot
+    double* heap_key
+
+
+# -- set-up --------------------------------------------------------------------
+
+cdef inline void slots_reset(SlotsView* v) noexcept nogil:
+    # Empty every structure over arrays of st.capacity slots and st.table_size
+    # buckets; every slot goes on the free list.  Configuration and counters stay.
+    cdef SlotsState* st = v.st
+    cdef int32_t i
+    cdef int lane
+    for i in range(st.capacity):
+        v.slots[i].next = i + 1 if i + 1 < st.capacity else NIL
+        v.slots[i].stamp = SLOT_FREE
+        v.slots[i].exp_next = EXP_NONE
+    for i in range(st.table_size):
+        v.table[i].slot = NIL
+    st.free_head = 0 if st.capacity else NIL
+    st.count = 0
+    st.size = st.list_size[0] = st.list_size[1] = 0
+    st.head[0] = st.head[1] = st.tail[0] = st.tail[1] = NIL
+    for lane in range(NLANES):
+        st.lane_head[lane] = st.lane_tail[lane] = NIL
+    st.lanes_used = 0
+    st.heap_len = 0
+    st.next_stamp = 0
+
+
+# Buckets for a capacity: 1.5x, so probes stay short at full occupancy.
+cdef inline int32_t table_size_for(int32_t capacity) noexcept nogil:
+    return capacity + capacity // 2 + 1
+
+
+# -- key index -----------------------------------------------------------------
+
+# Home bucket of a 32-bit hash among n buckets: a Fibonacci scramble (keeps
+# patterned ints apart), then multiply-shift into [0, n).
+cdef inline int32_t home_bucket(uint32_t h, int32_t n) noexcept nogil:
+    cdef uint32_t scrambled = h * <uint32_t>2654435769u
+    return <int32_t>((<uint64_t>scrambled * <uint64_t>n) >> 32)
+
+
+cdef inline void table_insert(SlotsView* v, int32_t s) noexcept nogil:
+    # File slot s in the table (its key is known to be absent).
+    cdef uint32_t h = v.slots[s].hash32
+    cdef int32_t n = v.st.table_size
+    cdef int32_t i = home_bucket(h, n)
+    while v.table[i].slot >= 0:
+        i += 1
+        if i == n:
+            i = 0
+    v.table[i].slot = s
+    v.table[i].hash32 = h
+
+
+cdef inline void table_remove(SlotsView* v, int32_t s) noexcept nogil:
+    # Take slot s out of the table, shifting later probes back into the hole.
+    cdef int32_t n = v.st.table_size
+    cdef int32_t hole = home_bucket(v.slots[s].hash32, n)
+    cdef int32_t j, home
+    while v.table[hole].slot != s:
+        hole += 1
+        if hole == n:
+            hole = 0
+    j = hole
+    while True:
+        j += 1
+        if j == n:
+            j = 0
+        if v.table[j].slot < 0:
+            break
+        home = home_bucket(v.table[j].hash32, n)
+        # the entry at j stays when its home lies cyclically in (hole, j]
+        if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
+            continue
+        v.table[hole] = v.table[j]
+        hole = j
+    v.table[hole].slot = NIL
+
+
+cdef inline bint table_reaches(SlotsView* v, int32_t s) noexcept nogil:
+    # Whether probing from slot s's home bucket finds it (for the invariant check).
+    cdef int32_t n = v.st.table_size
+    cdef int32_t i = home_bucket(v.slots[s].hash32, n)
+    while v.table[i].slot >= 0:
+        if v.table[i].slot == s:
+            return True
+        i += 1
+        if i == n:
+            i = 0
+    return False
+
+
+# -- sizes -----------------------------------------------------------------------
+
+cdef inline int64_t slot_size(SlotsView* v, int32_t s) noexcept nogil:
+    return 1 if v.sizes == NULL else v.sizes[s]
+
+
+# The recency list slot s belongs to.
+cdef inline int list_of(SlotsView* v, int32_t s) noexcept nogil:
+    if v.st.policy == POLICY_PROTECT and v.slots[s].stamp & SLOT_READ:
+        return PROTECTED
+    return PROBATION
+
+
+cdef inline void slot_set_size(SlotsView* v, int32_t s, int64_t size) noexcept nogil:
+    # Change the size of the entry in slot s (v.sizes must exist unless size is 1).
+    cdef int64_t delta
+    if v.sizes == NULL:
+        return
+    delta = size - v.sizes[s]
+    v.sizes[s] = size
+    v.st.size += delta
+    v.st.list_size[list_of(v, s)] += delta
+
+
+# -- recency lists -----------------------------------------------------------------
+
+cdef inline void list_push_head(SlotsView* v, int32_t s, int l) noexcept nogil:
+    # Put slot s at the head (most recently used end) of list l.
+    cdef SlotsState* st = v.st
+    v.slots[s].prev = NIL
+    v.slots[s].next = st.head[l]
+    if st.head[l] >= 0:
+        v.slots[st.head[l]].prev = s
+    else:
+        st.tail[l] = s
+    st.head[l] = s
+    st.list_size[l] += slot_size(v, s)
+
+
+cdef inline void list_unlink(SlotsView* v, int32_t s, int l) noexcept nogil:
+    # Take slot s out of list l.
+    cdef SlotsState* st = v.st
+    cdef int32_t p = v.slots[s].prev
+    cdef int32_t n = v.slots[s].next
+    if p >= 0:
+        v.slots[p].next = n
+    else:
+        st.head[l] = n
+    if n >= 0:
+        v.slots[n].prev = p
+    else:
+        st.tail[l] = p
+    st.list_size[l] -= slot_size(v, s)
+
+
+cdef inline void stamps_renumber(SlotsView* v) noexcept nogil:
+    # Give the entries stamps 0..count-1 in their use order (the counter is
+    # about to outgrow STAMP_BITS); both lists stay ordered.
+    cdef int32_t a = v.st.tail[0]
+    cdef int32_t b = v.st.tail[1]
+    cdef int32_t s
+    cdef uint32_t n = 0
+    while a >= 0 or b >= 0:     # merge from the least recently used end
+        if b < 0 or (a >= 0 and (v.slots[a].stamp & STAMP_MASK) < (v.slots[b].stamp & STAMP_MASK)):
+            s = a
+            a = v.slots[a].prev
+        else:
+            s = b
+            b = v.slots[b].prev
+        v.slots[s].stamp = (v.slots[s].stamp & ~STAMP_MASK) | n
+        n += 1
+    v.st.next_stamp = n
+
+
+cdef inline void slot_stamp(SlotsView* v, int32_t s) noexcept nogil:
+    # Record a use of slot s (already at the head of its list).
+    cdef SlotsState* st = v.st
+    v.slots[s].stamp = (v.slots[s].stamp & ~STAMP_MASK) | st.next_stamp
+    st.next_stamp += 1
+    if st.next_stamp == STAMP_LIMIT:
+        stamps_renumber(v)
+
+
+cdef inline void slot_read(SlotsView* v, int32_t s) noexcept nogil:
+    # A read (get, touch) of the live entry in slot s: most recently used,
+    # and protected from now on.
+    cdef int lst = list_of(v, s)
+    cdef int now_in
+    if not (v.slots[s].stamp & SLOT_READ):
+        v.slots[s].stamp |= SLOT_READ
+        now_in = list_of(v, s)
+        if now_in != lst:                       # promoted: probation -> protected
+            list_unlink(v, s, lst)
+            list_push_head(v, s, now_in)
+            slot_stamp(v, s)
+            return
+    if v.st.head[lst] != s:
+        list_unlink(v, s, lst)
+        list_push_head(v, s, lst)
+    slot_stamp(v, s)
+
+
+cdef inline void slot_written(SlotsView* v, int32_t s) noexcept nogil:
+    # An overwrite of the live entry in slot s: most recently used in its own
+    # list (a protected entry stays protected).
+    cdef int lst = list_of(v, s)
+    if v.st.head[lst] != s:
+        list_unlink(v, s, lst)
+        list_push_head(v, s, lst)
+    slot_stamp(v, s)
+
+
+cdef inline int32_t mru_next(SlotsView* v, int32_t* a, int32_t* b) noexcept nogil:
+    # The next slot in most-recently-used-first order from the cursors a, b
+    # (start them at head[0], head[1]); NIL at the end.
+    cdef int32_t s
+    if a[0] >= 0 and (b[0] < 0 or (v.slots[a[0]].stamp & STAMP_MASK) > (v.slots[b[0]].stamp & STAMP_MASK)):
+        s = a[0]
+        a[0] = v.slots[s].next
+    else:
+        s = b[0]
+        if s >= 0:
+            b[0] = v.slots[s].next
+    return s
+
+
+cdef inline int32_t slots_victim(SlotsView* v, int32_t keep) noexcept nogil:
+    # The live entry to evict next (never keep); NIL when there is none.
+    # Callers remove expired entries first.
+    cdef SlotsState* st = v.st
+    cdef int32_t p = st.tail[PROBATION]
+    cdef int32_t q = st.tail[PROTECTED]
+    if p == keep:
+        p = NIL
+    if q == keep:
+        q = NIL
+    if p >= 0 and (q < 0 or st.list_size[PROBATION] >= st.reserve):
+        return p
+    return q if q >= 0 else p
+
+
+# -- expiry heap -------------------------------------------------------------------
+
+cdef inline void heap_place(SlotsView* v, int32_t i, int32_t s, double key) noexcept nogil:
+    v.heap_slot[i] = s
+    v.heap_key[i] = key
+    v.slots[s].exp_prev = i
+
+
+cdef inline void heap_sift_up(SlotsView* v, int32_t i) noexcept nogil:
+    cdef int32_t s = v.heap_slot[i]
+    cdef double key = v.heap_key[i]
+    cdef int32_t parent
+    while i > 0:
+        parent = (i - 1) // HEAP_ARITY
+        if v.heap_key[parent] <= key:
+            break
+        heap_place(v, i, v.heap_slot[parent], v.heap_key[parent])
+        i = parent
+    heap_place(v, i, s, key)
+
+
+cdef inline void heap_sift_down(SlotsView* v, int32_t i) noexcept nogil:
+    cdef int32_t s = v.heap_slot[i]
+    cdef double key = v.heap_key[i]
+    cdef int32_t n = v.st.heap_len
+    cdef int32_t child, best, last
+    while True:
+        child = HEAP_ARITY * i + 1
+        if child >= n:
+            break
+        best = child
+        last = child + HEAP_ARITY
+        if last > n:
+            last = n
+        child += 1
+        while child < last:
+            if v.heap_key[child] < v.heap_key[best]:
+                best = child
+            child += 1
+        if v.heap_key[best] >= key:
+            break
+        heap_place(v, i, v.heap_slot[best], v.heap_key[best])
+        i = best
+    heap_place(v, i, s, key)
+
+
+cdef inline void heap_push(SlotsView* v, int32_t s, double key) noexcept nogil:
+    # File slot s in the heap (the caller made room: heap_len < heap_capacity).
+    v.slots[s].exp_next = EXP_HEAP
+    heap_place(v, v.st.heap_len, s, key)
+    v.st.heap_len += 1
+    heap_sift_up(v, v.st.heap_len - 1)
+
+
+cdef inline void heap_remove(SlotsView* v, int32_t s) noexcept nogil:
+    cdef int32_t i = v.slots[s].exp_prev
+    cdef int32_t last = v.st.heap_len - 1
+    v.slots[s].exp_next = EXP_NONE
+    v.st.heap_len = last
+    if i == last:
+        return
+    heap_place(v, i, v.heap_slot[last], v.heap_key[last])
+    if i > 0 and v.heap_key[i] < v.heap_key[(i - 1) // HEAP_ARITY]:
+        heap_sift_up(v, i)
+    else:
+        heap_sift_down(v, i)
+
+
+# -- expiry lanes ------------------------------------------------------------------
+
+cdef inline void lane_append(SlotsView* v, int32_t s, int lane) noexcept nogil:
+    # File slot s at the end of a lane (its deadline is the latest there).
+    cdef SlotsState* st = v.st
+    cdef int32_t last = st.lane_tail[lane]
+    v.slots[s].exp_next = LANE_END - lane
+    if last >= 0:
+        v.slots[s].exp_prev = last
+        v.slots[last].exp_next = s
+    else:
+        v.slots[s].exp_prev = LANE_END - lane
+        st.lane_head[lane] = s
+        st.lanes_used |= 1u << lane
+    st.lane_tail[lane] = s
+
+
+cdef inline void lane_remove(SlotsView* v, int32_t s) noexcept nogil:
+    # Take slot s out of its lane (found from the codes at the lane's ends).
+    cdef SlotsState* st = v.st
+    cdef int32_t p = v.slots[s].exp_prev
+    cdef int32_t n = v.slots[s].exp_next
+    if p >= 0:
+        v.slots[p].exp_next = n
+    elif n >= 0:
+        st.lane_head[LANE_END - p] = n
+    if n >= 0:
+        v.slots[n].exp_prev = p
+    elif p >= 0:
+        st.lane_tail[LANE_END - n] = p
+    if p < 0 and n < 0:         # it was the lane's only entry
+        st.lane_head[LANE_END - p] = st.lane_tail[LANE_END - p] = NIL
+        st.lanes_used &= ~(1u << (LANE_END - p))
+    v.slots[s].exp_next = EXP_NONE
+
+
+cdef inline int lane_for(SlotsView* v, double deadline) noexcept nogil:
+    # The lane a deadline joins: the one whose last deadline is the latest not
+    # after it (keeps the lanes of different lifetimes apart), else an empty
+    # lane; -1 when every lane ends later (the heap takes it).
+    cdef SlotsState* st = v.st
+    cdef uint32_t used = st.lanes_used
+    cdef int lane, best = -1, empty = -1
+    cdef double last, best_last = -INFINITY
+    for lane in range(NLANES):
+        if used & (1u << lane):
+            last = v.slots[st.lane_tail[lane]].deadline
+            if best_last <= last <= deadline:
+                best, best_last = lane, last
+        elif empty < 0:
+            empty = lane
+    return best if best >= 0 else empty
+
+
+# -- expiry index ------------------------------------------------------------------
+
+cdef inline void expiry_unfile(SlotsView* v, int32_t s) noexcept nogil:
+    # Take slot s out of the expiry index, wherever it is filed.
+    cdef int32_t n = v.slots[s].exp_next
+    if n == EXP_HEAP:
+        heap_remove(v, s)
+    elif n != EXP_NONE:
+        lane_remove(v, s)
+
+
+cdef inline void expiry_file(SlotsView* v, int32_t s, double deadline) noexcept nogil:
+    # Give slot s a new deadline and file it (heap_len < heap_capacity holds).
+    cdef int lane
+    cdef int32_t i
+    if v.slots[s].exp_next == EXP_HEAP and deadline != INFINITY:
+        i = v.slots[s].exp_prev
+        if deadline >= v.heap_key[i] and lane_for(v, deadline) < 0:
+            v.slots[s].deadline = deadline      # its key stays a lower bound: re-filed at the top
+            return
+    expiry_unfile(v, s)
+    v.slots[s].deadline = deadline
+    if deadline == INFINITY:
+        return
+    lane = lane_for(v, deadline)
+    if lane >= 0:
+        lane_append(v, s, lane)
+    else:
+        heap_push(v, s, deadline)
+
+
+cdef inline double expiry_first(SlotsView* v) noexcept nogil:
+    # A lower bound of the earliest deadline filed (INFINITY when none is).
+    cdef SlotsState* st = v.st
+    cdef double first = v.heap_key[0] if st.heap_len else INFINITY
+    cdef int lane
+    if st.lanes_used:
+        for lane in range(NLANES):
+            if st.lanes_used & (1u << lane) and v.slots[st.lane_head[lane]].deadline < first:
+                first = v.slots[st.lane_head[lane]].deadline
+    return first
+
+
+cdef inline int32_t expiry_next(SlotsView* v, double now) noexcept nogil:
+    # The filed slot with the earliest deadline if that deadline is <= now, else NIL.
+    # Heap keys that turn out to be lower bounds are re-filed on the way.
+    cdef SlotsState* st = v.st
+    cdef int lane
+    cdef int32_t s, best
+    cdef double d, best_deadline
+    while True:
+        best = NIL
+        best_deadline = now
+        if st.lanes_used:
+            for lane in range(NLANES):
+                if st.lanes_used & (1u << lane):
+                    s = st.lane_head[lane]
+                    d = v.slots[s].deadline
+                    if d <= best_deadline:
+                        best, best_deadline = s, d
+        if st.heap_len == 0 or v.heap_key[0] > best_deadline or (best >= 0 and v.heap_key[0] == best_deadline):
+            return best
+        s = v.heap_slot[0]
+        if v.slots[s].deadline == v.heap_key[0]:
+            return s
+        v.heap_key[0] = v.slots[s].deadline     # the deadline moved later: re-file it, keep looking
+        heap_sift_down(v, 0)
+
+
+cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size) noexcept nogil:
+    # How many filed entries have expired at now, adding their sizes to *size
+    # (unless size is NULL): each lane's expired prefix, then a depth-first
+    # walk of the heap items keyed <= now.
+    cdef SlotsState* st = v.st
+    cdef int32_t stack[256]
+    cdef int32_t top = 1, count = 0, i, child, end, s
+    cdef int lane
+    if st.lanes_used:
+        for lane in range(NLANES):
+            s = st.lane_head[lane] if st.lanes_used & (1u << lane) else NIL
+            while s >= 0 and v.slots[s].deadline <= now:
+                count += 1
+                if size != NULL:
+                    size[0] += slot_size(v, s)
+                s = v.slots[s].exp_next
+    if st.heap_len == 0 or v.heap_key[0] > now:
+        return count
+    stack[0] = 0
+    while top:
+        top -= 1
+        i = stack[top]
+        if v.slots[v.heap_slot[i]].deadline <= now:
+            count += 1
+            if size != NULL:
+                size[0] += slot_size(v, v.heap_slot[i])
+        child = HEAP_ARITY * i + 1
+        end = child + HEAP_ARITY
+        if end > st.heap_len:
+            end = st.heap_len
+        while child < end:
+            if v.heap_key[child] <= now:
+                stack[top] = child
+                top += 1
+            child += 1
+    return count
+
+
+cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
+    # How many filed entries have expired at now.
+    return expiry_tally(v, now, NULL)
+
+
+# -- entries -----------------------------------------------------------------------
+
+cdef inline int32_t slot_take(SlotsView* v, uint32_t h, double deadline, int64_t size) noexcept nogil:
+    # Store a new entry (its key is absent; a free slot exists): filed in the
+    # table, most recently used on probation, filed for expiry.  The caller
+    # puts the key and value in the returned slot.
+    cdef SlotsState* st = v.st
+    cdef int32_t s = st.free_head
+    st.free_head = v.slots[s].next
+    v.slots[s].hash32 = h
+    v.slots[s].stamp = 0
+    v.slots[s].exp_next = EXP_NONE
+    if v.sizes != NULL:
+        v.sizes[s] = size
+    st.count += 1
+    st.size += size
+    table_insert(v, s)
+    list_push_head(v, s, PROBATION)
+    slot_stamp(v, s)
+    expiry_file(v, s, deadline)
+    return s
+
+
+cdef inline void slot_free(SlotsView* v, int32_t s) noexcept nogil:
+    # Take the entry in slot s out of every structure and put the slot on the free list.
+    cdef SlotsState* st = v.st
+    table_remove(v, s)
+    list_unlink(v, s, list_of(v, s))
+    expiry_unfile(v, s)
+    st.size -= slot_size(v, s)
+    st.count -= 1
+    v.slots[s].stamp = SLOT_FREE
+    v.slots[s].next = st.free_head
+    st.free_head = s
+
+
+# -- invariants --------------------------------------------------------------------
+
+cdef inline const char* slots_check(SlotsView* v) noexcept nogil:
+    # NULL when every structure agrees with the others, else what is broken.
+    cdef SlotsState* st = v.st
+    cdef int32_t s, p, i, n = 0, free = 0, in_table = 0, in_lanes = 0, in_heap = 0, lane_len
+    cdef int64_t total, all_sizes = 0
+    cdef int lst, lane
+    cdef uint32_t stamp, previous
+    for lst in range(2):
+        s, p, total, previous = st.head[lst], NIL, 0, 0xFFFFFFFFu
+        if lst == PROTECTED and st.policy != POLICY_PROTECT and s >= 0:
+            return "the protected list is used under lru"
+        while s >= 0:
+            if n >= st.capacity:
+                return "a recency list has a cycle"
+            if v.slots[s].prev != p:
+                return "a recency prev link is broken"
+            if v.slots[s].stamp & SLOT_FREE:
+                return "a listed slot is marked free"
+            if list_of(v, s) != lst:
+                return "an entry is in the wrong recency list"
+            stamp = v.slots[s].stamp & STAMP_MASK
+            if stamp >= previous or stamp >= st.next_stamp:
+                return "a recency list is out of use order"
+            previous = stamp
+            if not table_reaches(v, s):
+                return "a live slot is missing from the table"
+            total += slot_size(v, s)
+            i = v.slots[s].exp_next
+            if v.slots[s].deadline == INFINITY:
+                if i != EXP_NONE:
+                    return "a never-expiring entry is filed for expiry"
+            elif i == EXP_HEAP:
+                i = v.slots[s].exp_prev
+                if not (0 <= i < st.heap_len and v.heap_slot[i] == s):
+                    return "an entry is missing from the heap"
+                if v.heap_key[i] > v.slots[s].deadline:
+                    return "a heap key is later than its deadline"
+                in_heap += 1
+            elif i == EXP_NONE:
+                return "an expiring entry is not filed"
+            else:
+                in_lanes += 1
+            n += 1
+            p, s = s, v.slots[s].next
+        if p != st.tail[lst]:
+            return "a recency tail is not its list's last slot"
+        if total != st.list_size[lst]:
+            return "a list's size differs from the sum of its entries' sizes"
+        all_sizes += total
+    if n != st.count:
+        return "count differs from the recency lists"
+    if all_sizes != st.size:
+        return "size differs from the sum of the entries' sizes"
+    s = st.free_head
+    while s >= 0:
+        if free >= st.capacity:
+            return "the free list has a cycle"
+        if not (v.slots[s].stamp & SLOT_FREE) or v.slots[s].exp_next != EXP_NONE:
+            return "a free slot is marked in use or filed"
+        free += 1
+        s = v.slots[s].next
+    if n + free != st.capacity:
+        return "slots leaked: live + free != capacity"
+    for i in range(st.table_size if st.capacity else 0):
+        if v.table[i].slot >= 0:
+            if v.table[i].hash32 != v.slots[v.table[i].slot].hash32:
+                return "a bucket's hash differs from its slot's"
+            in_table += 1
+    if in_table != n:
+        return "the table holds a different number of slots"
+    if in_heap != st.heap_len:
+        return "the heap holds a different number of slots"
+    for lane in range(NLANES):
+        s, p, lane_len = st.lane_head[lane], LANE_END - lane, 0
+        # (two tests: gcc 12 -O1+ folds "(s >= 0) != (bit)" to "bit")
+        if (s >= 0 and not st.lanes_used & (1u << lane)) or (s < 0 and st.lanes_used & (1u << lane)):
+            return "lanes_used disagrees with a lane"
+        while s >= 0:
+            if lane_len >= st.count:
+                return "a lane has a cycle"
+            if v.slots[s].exp_prev != p:
+                return "a lane's prev link is broken"
+            if p >= 0 and v.slots[p].deadline > v.slots[s].deadline:
+                return "a lane is out of deadline order"
+            lane_len += 1
+            in_lanes -= 1
+            p, s = s, v.slots[s].exp_next
+        if s != LANE_END - lane and lane_len:
+            return "a lane's end code is wrong"
+        if lane_len and p != st.lane_tail[lane]:
+            return "a lane's tail is not its last slot"
+    if in_lanes != 0:
+        return "the lanes hold a different number of slots"
+    for i in range(1, st.heap_len):
+        if v.heap_key[(i - 1) // HEAP_ARITY] > v.heap_key[i]:
+            return "heap order is broken"
+    if st.maxsize >= 0 and st.size > st.maxsize:
+        return "over maxsize"
+    return NULL
