@@ -70,9 +70,10 @@ from collections.abc import Sequence
 from typing import Literal, assert_type
 
 from memorystore import LRUCache
+from memorystore._stats import CacheStats
 
-Reason = Literal["set", "expire", "evict"]
-cache: LRUCache[str, bytes] = LRUCache(maxsize=10, ttl=60)
+Reason = Literal["set", "expire", "evict", "reject"]
+cache: LRUCache[str, bytes] = LRUCache(maxsize=10, ttl=60, eviction="protect")
 assert_type(cache.get("k"), bytes | None)
 assert_type(cache.get("k", 0), bytes | int)
 assert_type(cache.peek("k"), bytes | None)
@@ -85,6 +86,8 @@ assert_type(cache.put("k", b"v", 5, 1, True), Sequence[tuple[str, bytes, Reason]
 assert_type(cache.items(), list[tuple[str, bytes]])
 assert_type(cache.expire(), list[tuple[str, bytes]])
 assert_type(cache.touch("k"), bool)
+assert_type(cache.stats(), CacheStats)
+assert_type(cache.stats().evicted_unread, int)
 """
 
 MISTYPED_USE = """
@@ -93,6 +96,7 @@ from memorystore import LRUCache
 cache: LRUCache[str, bytes] = LRUCache()
 cache.set("k", 123)
 cache.put(1, b"v")
+LRUCache(eviction="fifo")
 """
 
 
@@ -120,3 +124,4 @@ def test_a_typed_cache_refuses_the_wrong_types(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'Argument 2 to "set" of "LRUCache" has incompatible type "int"; expected "bytes"' in result.stdout
     assert 'No overload variant of "put" of "LRUCache" matches argument types "int", "bytes"' in result.stdout
+    assert 'Argument "eviction" to "LRUCache" has incompatible type' in result.stdout

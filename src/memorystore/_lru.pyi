@@ -10,14 +10,18 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import timedelta
 from typing import Generic, Literal, NoReturn, TypeAlias, TypeVar, overload
 
+from ._stats import CacheStats
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 T = TypeVar("T")
 
 #: A lifetime: seconds (``math.inf``: never expires; ``<= 0``: expired at once) or a timedelta.
 Duration: TypeAlias = float | timedelta
-#: Why an entry left the cache, as ``put`` reports it.
-Reason: TypeAlias = Literal["set", "expire", "evict"]
+#: Why an entry left the cache, as ``put`` reports it (``"reject"``: the new value, too large to store).
+Reason: TypeAlias = Literal["set", "expire", "evict", "reject"]
+#: Which live entry the bound pushes out first.
+Eviction: TypeAlias = Literal["lru", "protect"]
 
 CYTHON_VERSION: str
 
@@ -29,11 +33,14 @@ class LRUCache(Generic[K, V]):
         ttl: Duration | None = None,
         getsizeof: Callable[[V], int] | None = None,
         timer: Callable[[], float] | None = None,
+        eviction: Eviction = "lru",
     ) -> None: ...
     @property
     def maxsize(self) -> int | None: ...
     @property
     def ttl(self) -> float | None: ...
+    @property
+    def eviction(self) -> Eviction: ...
     @property
     def currsize(self) -> int: ...
     def now(self) -> float: ...
@@ -84,5 +91,7 @@ class LRUCache(Generic[K, V]):
     def values(self) -> list[V]: ...
     def items(self) -> list[tuple[K, V]]: ...
     def __iter__(self) -> Iterator[K]: ...
+    def stats(self) -> CacheStats: ...
+    def reset_stats(self) -> None: ...
     def check_invariants(self) -> None: ...
     def __reduce_ex__(self, protocol: object) -> NoReturn: ...
