@@ -156,9 +156,10 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     listing = result.stdout.split("commands:\n", 1)[1]
     names = [line.split()[0] for line in listing.splitlines() if line.startswith("  ")]
-    assert names == ["demo", "info", "bench"]
+    assert names == ["demo", "info", "bench", "flood"]
     assert "serve a live demo page" in listing
-    assert "{demo,info,bench}" not in listing  # argparse's own choices line is not repeated
+    assert "floods of new sessions" in listing
+    assert "{demo,info,bench,flood}" not in listing  # argparse's own choices line is not repeated
 
 
 def test_info() -> None:
