@@ -369,6 +369,24 @@ def exercise_lru(namespace: dict[str, Any]) -> None:
     assert cache.remaining("k2") == float("inf")
 
 
+def exercise_prometheus(namespace: dict[str, Any]) -> None:
+    pytest.importorskip("prometheus_client")
+    store = namespace["store"]
+    store.set("sid-2", {"user": 7})
+    store.get("sid-2")
+    with serving_wsgi(namespace["metrics_app"]) as port:  # the scrape, over HTTP as Prometheus reads it
+        status, body, _ = http_get(port, "/metrics", None)
+    assert status == 200
+    for line in (
+        'memorystore_writes_total{store="sessions"} 2.0',
+        'memorystore_hits_total{store="sessions"} 1.0',
+        'memorystore_sessions{store="sessions"} 2.0',
+        'memorystore_capacity{store="sessions"} 100000.0',
+    ):
+        assert line in body.splitlines(), line
+    assert "sid-" not in body  # never a session id
+
+
 # Marker (a string only that block contains) -> what to do with its namespace afterwards.
 EXERCISED: dict[str, Callable[[dict[str, Any]], None]] = {
     "from memorystore.flask import": exercise_flask,
@@ -380,9 +398,15 @@ EXERCISED: dict[str, Callable[[dict[str, Any]], None]] = {
     'SESSION_ENGINE = "memorystore.django"': exercise_django_engine,
     "from memorystore.redis import RedisStore": exercise_redis,
     "from memorystore import LRUCache": exercise_lru,
+    'StoreCollector({"sessions": store}': exercise_prometheus,
 }
 # Blocks whose run (and printed lines) is the whole check.
-RUN_ONLY = ["store = MemoryStore(ttl=3600", "from memorystore.aio import AsyncMemoryStore"]
+RUN_ONLY = [
+    "store = MemoryStore(ttl=3600",
+    "from memorystore.aio import AsyncMemoryStore",
+    "users_kept_through_a_flood",
+    "store.reset_stats()",
+]
 
 
 @pytest.mark.parametrize("marker", list(EXERCISED), ids=lambda marker: str(block(marker)))
@@ -533,6 +557,7 @@ ADAPTER_EXTRAS = {
     "memorystore.redis": "redis",
     "memorystore.pyramid": "pyramid",
     "memorystore.starsessions": "starsessions",
+    "memorystore.prometheus": "prometheus",
 }
 
 
