@@ -43,8 +43,9 @@ Cache backend (:class:`MemoryStoreCache`)
     - ``MAX_ENTRIES`` becomes the store's ``max`` (no bound when neither is
       given: unlike ``LocMemCache`` there is no default of 300);
     - ``CULL_FREQUENCY`` is not used: eviction is exact (the store evicts
-      least-recently-used entries one by one as each write needs room,
-      expired ones first), never a fraction of the entries at once;
+      entries one by one as each write needs room, expired ones first, then
+      as its ``eviction`` option says: ``"protect"`` by default, ``"lru"``
+      for plain least-recently-used), never a fraction of the entries at once;
     - every other key is a ``MemoryStore`` option (``max``, ``length``,
       ``check_period``, ``dispose``, ``stale``, ``timer``...), except
       ``ttl`` (use ``TIMEOUT``) and ``serializer`` (values are pickled);
