@@ -1270,6 +1270,7 @@ def test_stats_count_this_processes_own_calls(make_store: Callable[..., RedisSto
     assert store.add("b", {"v": 3}) is False
     assert store.get("a") == {"v": 1}
     assert store.get("nope") is None
+    assert store.get("") is None  # no session can have it: not a read of the store, not counted
     other.set("c", {"v": 3})
     store.destroy(["a", "c", "nope"])
     store.touch("b")

@@ -206,6 +206,39 @@ def test_store_counts_rejected_sessions(make: Callable[..., Any], caplog: pytest
     assert "xxxx" not in caplog.text and "big" not in caplog.text
 
 
+def test_a_too_large_write_is_counted_and_logged_once_whichever_path(
+    make: Callable[..., Any], fake_timer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """set, add and load each hand the core one value it rejects: one count each, one WARNING a minute."""
+    store = make(max=10, length=lambda value, sid: len(value))
+    big = {"data": "x" * 20}
+
+    def warnings() -> int:
+        return sum("not stored" in r.getMessage() for r in caplog.records if r.name == "memorystore")
+
+    with caplog.at_level(logging.WARNING, logger="memorystore"):
+        store.set("a", big)
+        assert (store.stats().rejected, warnings()) == (1, 1)
+        assert store.add("b", big) is True  # nothing live there: "added", and not kept
+        store.set("small", 1)
+        assert store.add("small", big) is False  # a live entry: refused before any size rule
+        store.load([("c", '"' + "z" * 30 + '"', 100)])
+        assert (store.stats().rejected, warnings()) == (3, 1)  # within the minute: counted, not logged again
+        fake_timer.advance(60)
+        store.set("d", big, ttl=0)  # a removal, not a write: neither counted nor logged
+        assert (store.stats().rejected, warnings()) == (3, 1)
+        store.set("d", big)
+        assert (store.stats().rejected, warnings()) == (4, 2)
+    assert store.ids() == ["small"]
+
+
+def test_reads_of_impossible_sids_are_not_counted(make: Callable[..., Any]) -> None:
+    store = make()
+    assert store.get("") is None and store.get("x" * 1025) is None
+    assert "" not in store
+    assert (store.stats().hits, store.stats().misses) == (0, 0)
+
+
 def test_store_size_counts_the_length_option(make: Callable[..., Any]) -> None:
     store = make(max=1000, length=lambda value, sid: len(value))
     store.set("a", {"k": "v"})

@@ -592,15 +592,15 @@ class RedisStore:
 
     def get(self, sid: str) -> Any:
         """The session under ``sid`` (a fresh copy), or ``None`` (also for a ``str`` no session can have)."""
+        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
+            absent_sid(sid)
+            return None  # not a read of the store: not counted (as in MemoryStore)
         session = self._get(sid)
         self._count("misses" if session is None else "hits")
         return session
 
     def _get(self, sid: str) -> Any:
-        """get(), uncounted."""
-        if type(sid) is not str or not 0 < len(sid) <= MAX_SID_LENGTH:
-            absent_sid(sid)
-            return None
+        """get() of a valid sid, uncounted."""
         near = self._near
         if near is None or self._closed:
             raw = self._client.get(self._key(sid))
@@ -806,7 +806,8 @@ class RedisStore:
         """What this store counted of its own calls in this process, since creation or :meth:`reset_stats`.
 
         ``hits``/``misses``: ``get`` calls that found a session or not (near
-        cache hits included); ``writes``: sessions stored by ``set``/``add``;
+        cache hits included; a sid no session can have is not counted, as in
+        ``MemoryStore``); ``writes``: sessions stored by ``set``/``add``;
         ``deletions``: sessions ``destroy`` removed.  Counted client-side, so
         other processes' calls, Redis's own expiry and eviction, and the
         number of sessions are not in it (``length()`` is a SCAN; the

@@ -569,7 +569,7 @@ class MemoryStore:
             for sid, value, seconds, size in batch:
                 out = self._core_put(sid, value, seconds, size)
                 if out:
-                    if out[-1][2] == "reject":
+                    if size is not None and out[-1][2] == "reject":
                         rejected.append(size)
                     removed.extend(out)
         for size in rejected:
