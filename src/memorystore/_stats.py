@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["CacheStats"]
+__all__ = ["CacheStats", "SharedCacheStats"]
 
 
 class CacheStats(NamedTuple):
@@ -28,3 +28,27 @@ class CacheStats(NamedTuple):
     length: int
     size: int
     maxsize: int | None
+
+
+class SharedCacheStats(NamedTuple):
+    """``CacheStats`` of a shared-memory segment (host-wide: the counters live in the segment).
+
+    Adds ``stale`` (expired sessions served once by a ``stale=True`` store) and
+    ``recoveries`` (times a process found that another one had died inside an
+    operation and repaired the segment).  ``maxsize`` is the capacity.
+    """
+
+    hits: int
+    misses: int
+    expired: int
+    writes: int
+    evictions: int
+    evicted_unread: int
+    expirations: int
+    deletions: int
+    rejected: int
+    length: int
+    size: int
+    maxsize: int | None
+    stale: int
+    recoveries: int
