@@ -450,6 +450,8 @@ def segment_path(str name):
 
 
 cdef int check_int(object value, str what, int64_t low, int64_t high) except -1:
+    if isinstance(value, float):        # as MemoryStore's max
+        raise ValueError(f"{what} must be a whole number (an int), not {value!r}")
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
@@ -791,6 +793,11 @@ cdef class ShmCache:
     @property
     def maxsize(self):
         return self.g.capacity
+
+    @property
+    def currsize(self):
+        """Entries held, expired ones not yet removed included."""
+        return self.v.st.size
 
     def __repr__(self):
         return (f"ShmCache({self._name!r}, capacity={self.g.capacity}, "

@@ -179,7 +179,7 @@ class MemoryStore:
         self._loads: Callable[[Any], Any] | None = None if serializer is None else serializer.loads
         self._timer = timer
 
-        core = self._core_class(maxsize=max, ttl=None, timer=timer)
+        core = self._make_core(max, timer)
         self._core = core
         # Hot core methods, bound once.
         self._core_get = core.get
@@ -204,6 +204,15 @@ class MemoryStore:
         )
         if self._check_period is not None:
             self.start_interval()
+
+    # -- hooks (SharedMemoryStore keeps its core and counters in shared memory) -----
+
+    def _make_core(self, maxsize: int | None, timer: Callable[[], float] | None) -> Any:
+        """Build the core this store runs on (called once, by ``__init__``)."""
+        return self._core_class(maxsize=maxsize, ttl=None, timer=timer)
+
+    def _served_stale(self) -> None:
+        """``get`` is serving an expired session once (``stale=True``)."""
 
     # -- helpers ----------------------------------------------------------------
 
@@ -261,6 +270,7 @@ class MemoryStore:
             self._notify(((sid, value, "expire"),))
             if not self._stale:
                 return None
+            self._served_stale()
         return value if self._loads is None else self._loads(value)
 
     def __contains__(self, sid: object) -> bool:
