@@ -332,8 +332,8 @@ KILL_POINTS = {
     "over:blocks": 7,           # overwrite: fresh blocks taken
     "over:written": 8,          # overwrite: new value written, record not switched
     "over:committed": 9,        # overwrite: record switched, old blocks not freed
-    "over:freed": 10,           # overwrite: old blocks freed, recency not updated
-    "over:recency": 11,         # overwrite: recency updated, expiry not refiled
+    "over:freed": 10,           # overwrite: old blocks freed, expiry not refiled
+    "over:recency": 11,         # overwrite: made most recently used, nothing else done yet
     "remove:uncommitted": 12,   # removal: record cleared, slot still filed
     "remove:slot": 13,          # removal: slot freed, blocks not freed
     "evict:between": 14,        # making room: one victim removed, more to go
@@ -1098,6 +1098,8 @@ cdef class ShmCache:
                     if removed is None:
                         removed = []
                     removed.append((key, self._value(s), SET))
+                slot_written(&self.v, s)        # first: most recently used, so never the victim
+                kill_point(KP_OVER_RECENCY)
                 removed = self._make_room(s, False, need, now, removed)
                 first = self._fill(need, deadline, k, key_len, val, value_len, KP_OVER_BLOCKS)
                 kill_point(KP_OVER_WRITTEN)
@@ -1106,8 +1108,6 @@ cdef class ShmCache:
                 kill_point(KP_OVER_COMMITTED)
                 self._blocks_give(old)
                 kill_point(KP_OVER_FREED)
-                slot_written(&self.v, s)
-                kill_point(KP_OVER_RECENCY)
                 expiry_file(&self.v, s, deadline)
             else:
                 removed = self._make_room(NIL, True, need, now, removed)
