@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pickle
+import re
 import select
 import signal
 import stat
@@ -621,3 +622,15 @@ def test_ttl_in_shared_store_is_exact(shm_name, fake_timer):
     assert "a" in store
     fake_timer.advance(0.001)
     assert "a" not in store and "b" in store and store.prune() == 1
+
+
+def test_readme_section_runs_as_written():
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    if not os.path.exists(readme):
+        pytest.skip("README.md is not beside the tests (an installed-package run)")
+    with open(readme, encoding="utf-8") as handle:
+        section = handle.read().split("## One host, many workers")[1].split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks
+    for block in blocks:
+        subprocess.run([sys.executable, "-c", block], check=True, timeout=60)

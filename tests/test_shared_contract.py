@@ -13,7 +13,6 @@ import os
 import uuid
 
 import pytest
-
 from test_store import *  # noqa: F403
 from test_store_persistence import *  # noqa: F403
 from test_store_seed import *  # noqa: F403

@@ -10,7 +10,6 @@ process may have hung (every wait is bounded), and recoveries must have happened
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal

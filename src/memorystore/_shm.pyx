@@ -46,9 +46,9 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 from memorystore._slots cimport (
-    EXP_NONE, NIL, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
+    NIL, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
     Bucket, Counters, Slot, SlotsState, SlotsView,
-    expiry_count, expiry_file, expiry_first, expiry_next, home_bucket, mru_next, slot_free, slot_read,
+    expiry_count, expiry_file, expiry_next, home_bucket, mru_next, slot_free, slot_read,
     slot_take, slot_written, slots_check, slots_rebuild, slots_reset, slots_victim, table_size_for,
 )
 
@@ -143,6 +143,24 @@ cdef extern from *:
     #endif
     #else
         (void)m; (void)seconds; return ENOSYS;
+    #endif
+    }
+    /* Try again for a few microseconds before sleeping: a critical section
+       lasts well under a microsecond, a futex sleep and wake-up far longer. */
+    static int ms_lock_spin(ms_lock_t *m, int tries) {
+    #if MS_SHM_SUPPORTED
+        int rc = EBUSY, i;
+        for (i = 0; i < tries && rc == EBUSY; i++) {
+    #if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+    #elif defined(__aarch64__)
+            __asm__ __volatile__("yield");
+    #endif
+            rc = pthread_mutex_trylock(m);
+        }
+        return rc;
+    #else
+        (void)m; (void)tries; return ENOSYS;
     #endif
     }
     static int ms_lock_consistent(ms_lock_t *m) {
@@ -250,6 +268,7 @@ cdef extern from *:
     int ms_lock_init(ms_lock_t* m) noexcept nogil
     int ms_lock_try(ms_lock_t* m) noexcept nogil
     int ms_lock_wait(ms_lock_t* m, double seconds) noexcept nogil
+    int ms_lock_spin(ms_lock_t* m, int tries) noexcept nogil
     int ms_lock_consistent(ms_lock_t* m) noexcept nogil
     void ms_lock_release(ms_lock_t* m) noexcept nogil
     int32_t ms_pid
@@ -392,6 +411,7 @@ def _siphash(bytes key, bytes data, int c=1, int d=3):
 #: Seconds a process waits for the segment's lock before TimeoutError (a holder
 #: that died releases it at once: this bounds the wait on a *stopped* holder).
 cdef double lock_timeout = 10.0
+cdef int SPIN_TRIES = 200              # ~10 µs of trylock + pause before sleeping
 
 
 def _set_lock_timeout(double seconds):
@@ -546,7 +566,7 @@ cdef class ShmCache:
             "arena_bytes": arena_bytes,
             "eviction": eviction,
         }
-        for attempt in range(100):
+        for _attempt in range(100):
             try:
                 fd = os.open(self._path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -589,7 +609,9 @@ cdef class ShmCache:
         return off
 
     cdef int _map(self, int fd, uint64_t size) except -1:
-        self._mmap = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        # MAP_POPULATE: map every page now, so no operation takes a page fault (inside the lock)
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        self._mmap = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         PyObject_GetBuffer(self._mmap, &self._buffer, PyBUF_WRITABLE)
         self._has_buffer = True
         self.base = <char*>self._buffer.buf
@@ -809,11 +831,23 @@ cdef class ShmCache:
     # -- the lock ---------------------------------------------------------------------
 
     cdef int _acquire(self) except -1:
+        # Lock the segment: try, spin a little, then sleep with the GIL released.
+        # A sleeper that gets the mutex hands it straight back and retries with
+        # the GIL held: the mutex is never held while waiting for the GIL.
         cdef int rc = ms_lock_try(&self.sh.lock)
-        cdef double timeout = lock_timeout
+        cdef double timeout = lock_timeout, waited = 0, started
         if rc == EBUSY:
-            with nogil:
-                rc = ms_lock_wait(&self.sh.lock, timeout)
+            rc = ms_lock_spin(&self.sh.lock, SPIN_TRIES)
+            while rc == EBUSY:
+                started = default_clock()
+                with nogil:
+                    rc = ms_lock_wait(&self.sh.lock, timeout - waited)
+                    if rc == 0:
+                        ms_lock_release(&self.sh.lock)
+                        rc = ms_lock_spin(&self.sh.lock, SPIN_TRIES)
+                waited += default_clock() - started
+                if rc == EBUSY and waited >= timeout:
+                    rc = ETIMEDOUT
         if rc == 0:
             self.sh.owner_pid = ms_pid
             return 0
@@ -871,8 +905,8 @@ cdef class ShmCache:
         # Take n blocks off the free list (there are that many): they are already
         # chained in order; the last one's next becomes NIL.
         cdef int32_t first = self.sh.block_free_head, b = first
-        cdef int64_t i
-        for i in range(n - 1):
+        cdef int64_t _i
+        for _i in range(n - 1):
             b = self.block_next[b]
         self.sh.block_free_head = self.block_next[b]
         self.block_next[b] = NIL
@@ -882,8 +916,8 @@ cdef class ShmCache:
     cdef void _blocks_give(self, uint64_t w) noexcept nogil:
         # Put the chain of an uncommitted record back on the free list.
         cdef int32_t first = record_first(w), b = first
-        cdef int64_t n = blocks_for((<uint32_t*>(self._block(first) + 8))[0], record_length(w)), i
-        for i in range(n - 1):
+        cdef int64_t n = blocks_for((<uint32_t*>(self._block(first) + 8))[0], record_length(w)), _i
+        for _i in range(n - 1):
             b = self.block_next[b]
         self.block_next[b] = self.sh.block_free_head
         self.sh.block_free_head = first
@@ -1496,8 +1530,8 @@ cdef class ShmCache:
         return True
 
     cdef void _chain_unmark(self, int32_t b, int64_t n) noexcept nogil:
-        cdef int64_t i
-        for i in range(n):
+        cdef int64_t _i
+        for _i in range(n):
             self.marks[b >> 3] &= <uint8_t>~(1 << (b & 7))
             b = self.block_next[b]
 

@@ -768,14 +768,14 @@ cdef inline void slots_rebuild(SlotsView* v, int32_t* order) noexcept nogil:
     cdef int32_t s, i, n = 0
     cdef int32_t a, b
     cdef double deadline
-    cdef int l
+    cdef int lane
     for i in range(st.table_size):
         v.table[i].slot = NIL
     st.count = 0
     st.size = st.list_size[0] = st.list_size[1] = 0
     st.head[0] = st.head[1] = st.tail[0] = st.tail[1] = NIL
-    for l in range(NLANES):
-        st.lane_head[l] = st.lane_tail[l] = NIL
+    for lane in range(NLANES):
+        st.lane_head[lane] = st.lane_tail[lane] = NIL
     st.lanes_used = 0
     st.heap_len = 0
     st.free_head = NIL
