@@ -59,7 +59,7 @@ import stat
 import sys
 from datetime import timedelta
 
-from memorystore._stats import SharedCacheStats
+from memorystore._stats import SharedStats
 
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
@@ -1474,9 +1474,8 @@ cdef class ShmCache:
             stale = self.sh.stale
         finally:
             self._release()
-        return SharedCacheStats(c.hits, c.misses, c.expired, c.writes, c.evictions, c.evicted_unread,
-                                c.expirations, c.deletions, c.rejected, length, st.size, self.g.capacity,
-                                stale, recoveries)
+        return SharedStats(c.hits, c.misses, c.expired, stale, c.writes, c.evictions, c.evicted_unread,
+                           c.expirations, c.deletions, c.rejected, length, st.size, self.g.capacity, recoveries)
 
     def count_stale(self):
         """Count one expired session served by a stale read (host-wide)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["CacheStats", "SharedCacheStats"]
+__all__ = ["CacheStats", "SharedStats"]
 
 
 class CacheStats(NamedTuple):
@@ -30,17 +30,19 @@ class CacheStats(NamedTuple):
     maxsize: int | None
 
 
-class SharedCacheStats(NamedTuple):
-    """``CacheStats`` of a shared-memory segment (host-wide: the counters live in the segment).
+class SharedStats(NamedTuple):
+    """A ``SharedMemoryStore``'s counters: host-wide, they live in the segment.
 
-    Adds ``stale`` (expired sessions served once by a ``stale=True`` store) and
-    ``recoveries`` (times a process found that another one had died inside an
-    operation and repaired the segment).  ``maxsize`` is the capacity.
+    The fields of a ``MemoryStore``'s ``stats()`` (the core's counters and
+    ``stale``, expired sessions served once by ``get`` with ``stale=True``),
+    plus ``recoveries``: times a process found that another one had died
+    inside an operation and repaired the segment.  ``maxsize`` is the capacity.
     """
 
     hits: int
     misses: int
     expired: int
+    stale: int
     writes: int
     evictions: int
     evicted_unread: int
@@ -50,5 +52,4 @@ class SharedCacheStats(NamedTuple):
     length: int
     size: int
     maxsize: int | None
-    stale: int
     recoveries: int

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import _core
-from ._stats import SharedCacheStats
+from ._stats import SharedStats
 from .store import MemoryStore
 
 __all__ = ["SharedMemoryStore"]
@@ -95,7 +95,9 @@ class SharedMemoryStore(MemoryStore):
             timer=timer,
         )
 
-    def _make_core(self, maxsize: int | None, timer: Callable[[], float] | None) -> Any:
+    def _make_core(self, **options: Any) -> Any:
+        # MemoryStore's core options (maxsize, ttl, eviction) do not apply: the segment has its own.
+        timer = options.get("timer")
         try:
             from ._shm import ShmCache
         except ImportError as exc:  # pragma: no cover - a build without the shared-memory extension
@@ -126,7 +128,7 @@ class SharedMemoryStore(MemoryStore):
         """Remove the segment's name: the next opener creates a new one; attached processes keep working."""
         self._core.unlink()
 
-    def stats(self) -> SharedCacheStats:
+    def stats(self) -> SharedStats:
         """Host-wide counters (they live in the segment) since creation or ``reset_stats()``, plus
         ``stale`` and ``recoveries``; ``maxsize`` is the capacity."""
         return self._core.stats()  # type: ignore[no-any-return]

@@ -179,7 +179,7 @@ class MemoryStore:
         self._loads: Callable[[Any], Any] | None = None if serializer is None else serializer.loads
         self._timer = timer
 
-        core = self._make_core(max, timer)
+        core = self._make_core(maxsize=max, ttl=None, timer=timer)
         self._core = core
         # Hot core methods, bound once.
         self._core_get = core.get
@@ -207,9 +207,9 @@ class MemoryStore:
 
     # -- hooks (SharedMemoryStore keeps its core and counters in shared memory) -----
 
-    def _make_core(self, maxsize: int | None, timer: Callable[[], float] | None) -> Any:
-        """Build the core this store runs on (called once, by ``__init__``)."""
-        return self._core_class(maxsize=maxsize, ttl=None, timer=timer)
+    def _make_core(self, **options: Any) -> Any:
+        """Build the core this store runs on from the core's options (called once, by ``__init__``)."""
+        return self._core_class(**options)
 
     def _served_stale(self) -> None:
         """``get`` is serving an expired session once (``stale=True``)."""
