@@ -485,7 +485,7 @@ def owner_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 def test_threaded_server_keeps_concurrent_clients_apart(store_cls: type) -> None:
-    from memorystore.__main__ import ThreadingWSGIServer
+    from memorystore._demo import ThreadingWSGIServer
 
     store = store_cls()
     app = SessionMiddleware(owner_app, store, SECRET, max_age=600)

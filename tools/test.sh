@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it; the one test command
 # (README, .ci/run).  On a fresh machine it:
-#   1. makes redis-server available for the Redis tests (Debian's package),
+#   1. makes redis-server available for the Redis tests, and chromium +
+#      chromium-driver for the demo's browser test (Debian's packages; where
+#      they cannot be installed, one loud line says which tests will skip),
 #   2. builds and installs memorystore with its test extra into .venv (this
 #      compiles the Cython core) and runs the suite against the INSTALLED
 #      package: both cores side by side, then again with
@@ -22,6 +24,9 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "redis-server for the Redis tests"
 bash tools/redis-for-tests.sh
+
+step "headless chromium for the demo's browser test"
+bash tools/browser-for-tests.sh
 
 step "install memorystore[test] into $VENV ($($PYTHON --version))"
 "$PYTHON" -m venv "$VENV"

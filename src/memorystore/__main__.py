@@ -1,6 +1,6 @@
 """Command line: ``python -m memorystore {demo,info,bench}``.
 
-* ``demo [--port N]``: a per-visitor counter served with sessions on
+* ``demo [--port N]``: the demo page (``memorystore._demo``) served on
   127.0.0.1 by the standard library's threaded WSGI server; the first line
   printed is its URL.  Port 0 (the default) picks a free port.
 * ``info``: version, which core is in use, the Cython it was built with, Python.
@@ -11,87 +11,25 @@ from __future__ import annotations
 
 import argparse
 import platform
-import secrets
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from collections.abc import Sequence
 
-__all__ = ["demo_app", "main"]
+__all__ = ["main"]
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>memorystore demo</title></head>
-<body>
-<h1>memorystore demo</h1>
-<p>You have seen this page <strong id="count">{count}</strong> time{plural}.</p>
-<p>Your session lives in this process's memory; the cookie holds only its signed id.
-Sessions in the store before this request: {sessions}.</p>
-<p><a href="/">Reload</a> &middot; <a href="/reset">Reset my session</a></p>
-</body></html>
-"""
+#: The commands and what each does: the listing of ``--help``.
+COMMANDS = {
+    "demo": "serve a live demo page on 127.0.0.1 and print its URL",
+    "info": "print the version and which core is in use (compiled or pure)",
+    "bench": "compare against the installed peers (see: bench --help)",
+}
 
-
-def demo_app(store: Any) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    """The demo WSGI app (to be wrapped in ``SessionMiddleware``): ``/`` counts, ``/reset`` forgets."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        session = environ["memorystore.session"]
-        path = environ.get("PATH_INFO") or "/"
-        if path == "/reset":
-            session.invalidate()
-            start_response("303 See Other", [("Location", "/"), ("Content-Type", "text/plain; charset=utf-8")])
-            return [b"session reset\n"]
-        if path != "/":
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"not found\n"]
-        count = session.get("count", 0) + 1
-        session["count"] = count
-        body = _PAGE.format(
-            count=count,
-            plural="" if count == 1 else "s",
-            sessions=len(store),  # a count only: never ids or other visitors' data
-        ).encode("utf-8")
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-            ],
-        )
-        return [body]
-
-    return app
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """wsgiref's server, one thread per request."""
-
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Logs method, path and status to stderr; never cookies or session contents."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write(f"{self.address_string()} - {format % args}\n")
-
-
-def _demo(port: int) -> int:
-    from .store import MemoryStore
-    from .wsgi import SessionMiddleware
-
-    store = MemoryStore(ttl=3600, max=10_000, check_period=60)
-    app = SessionMiddleware(demo_app(store), store, secrets.token_bytes(32), max_age=3600)
-    with make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler) as server:
-        print(f"http://127.0.0.1:{server.server_port}/", flush=True)
-        print("memorystore demo: press Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-    return 0
+DEMO_DESCRIPTION = """\
+Serve a small web page on 127.0.0.1 that shows memorystore at work: your own
+session (when it was created, a live countdown to its expiry, the data in it)
+and the store (live sessions, the bound, evictions, expirations, the last
+prune), with buttons to add data, reset your session and start a burst of
+anonymous sessions to watch eviction and expiry happen. Standard library only.
+The first line printed is the page's URL; stop it with Ctrl-C."""
 
 
 def _cython_version() -> str:
@@ -112,11 +50,44 @@ def _info() -> int:
     return 0
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """A TCP port for ``--port``: a whole number 0..65535 (0: a free port)."""
+    if not (text.isascii() and text.isdigit()):  # int() would also take " 8", "+8" and "8_0"
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535, not {text!r}")
     port = int(text)
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, not {port}")
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, not {port}")
     return port
+
+
+def _parser() -> argparse.ArgumentParser:
+    listing = "\n".join(f"  {name:<7} {text}" for name, text in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m memorystore",
+        usage="%(prog)s {" + ",".join(COMMANDS) + "} [options]",
+        description="memorystore: server-side sessions in process memory.",
+        epilog=f"commands:\n{listing}\n\nRun '%(prog)s COMMAND --help' for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # The listing above is the commands' help: argparse's own (a "{demo,info,bench}" line) is left out.
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
+    prog = parser.prog
+    demo = commands.add_parser(
+        "demo",
+        prog=f"{prog} demo",
+        help=COMMANDS["demo"],
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--port", type=port_number, default=0, metavar="N", help="port to listen on, 0..65535 (default 0: a free port)"
+    )
+    commands.add_parser(
+        "info", prog=f"{prog} info", help=COMMANDS["info"], description=COMMANDS["info"].capitalize() + "."
+    )
+    # "bench" is dispatched before parsing (it has its own parser); listed here for the usage and errors.
+    commands.add_parser("bench", prog=f"{prog} bench", help=COMMANDS["bench"], add_help=False)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,17 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(_bench.main(args[1:]) or 0)
 
-    parser = argparse.ArgumentParser(
-        prog="python -m memorystore", description="memorystore: a session demo, build information, a benchmark."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,info,bench}")
-    demo = commands.add_parser("demo", help="serve a session demo on 127.0.0.1")
-    demo.add_argument("--port", type=_port, default=0, help="port to listen on (0: a free port)")
-    commands.add_parser("info", help="version, core and build information")
-    commands.add_parser("bench", help="compare against the installed peers (see: bench --help)")
-    options = parser.parse_args(args)
+    options = _parser().parse_args(args)
     if options.command == "demo":
-        return _demo(options.port)
+        from . import _demo
+
+        return _demo.serve(options.port)
     return _info()
 
 
