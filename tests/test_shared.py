@@ -272,9 +272,11 @@ def test_utf8_sids_and_values(shm_name):
     sid = "sïd-" + "€" * 300  # spans several blocks
     store.set(sid, {"name": "Zoë 🎉"})
     assert store.get(sid) == {"name": "Zoë 🎉"} and store.ids() == [sid]
-    assert store.get("\ud800") is None and "\ud800" not in store  # a sid no session can have
-    with pytest.raises(ValueError):
-        store.set("\ud800", 1)
+    assert store.get("\ud800") is None and "\ud800" not in store
+    store.set("\ud800", {"lone": "surrogate"})  # any str is a sid, as for MemoryStore
+    store.set("\udc80x", 2)
+    assert store.get("\ud800") == {"lone": "surrogate"} and store.get("\udc80x") == 2
+    assert set(store.ids()) == {sid, "\ud800", "\udc80x"}
     store.check_invariants()
 
 

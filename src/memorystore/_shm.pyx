@@ -1081,7 +1081,8 @@ cdef class ShmCache:
         Without ``collect``, removed values are not copied out (the triples are empty).
         """
         cdef Py_ssize_t key_len, value_len
-        cdef const char* k = self._key_bytes(key, &key_len, True)
+        cdef object held = self._key_held(key, True)
+        cdef const char* k = key_pointer(held, &key_len)
         cdef const char* val
         cdef int kind
         cdef double lifetime = self._lifetime(ttl)
@@ -1158,22 +1159,24 @@ cdef class ShmCache:
             return NO_REMOVALS
         return decode_triples(removed)
 
-    cdef const char* _key_bytes(self, object key, Py_ssize_t* n, bint write) except? NULL:
-        # The key's UTF-8 bytes; NULL (no error) for a read of a key no entry can have.
-        cdef const char* k
+    cdef object _key_held(self, object key, bint write):
+        # What holds the key's bytes: the str itself (its UTF-8 is cached in it), or for a
+        # str with lone surrogates its "surrogatepass" UTF-8 (a bijection: strict UTF-8 never
+        # has those sequences); None for a read of a key no entry can have.
+        cdef Py_ssize_t n
+        cdef object held = key
         if type(key) is not str:
             raise TypeError(f"keys of a shared store are str, not {type(key).__name__}")
         try:
-            k = PyUnicode_AsUTF8AndSize(key, n)
+            PyUnicode_AsUTF8AndSize(key, &n)
         except UnicodeEncodeError:
-            if write:
-                raise ValueError("the sid is not valid Unicode (lone surrogates)") from None
-            return NULL
-        if n[0] == 0 or n[0] > MAX_KEY_BYTES:
+            held = key.encode("utf-8", "surrogatepass")
+            n = PyBytes_GET_SIZE(held)
+        if n == 0 or n > MAX_KEY_BYTES:
             if write:
                 raise ValueError(f"a sid is 1 to {MAX_KEY_BYTES} bytes of UTF-8")
-            return NULL
-        return k
+            return None
+        return held
 
     def set(self, key, value, ttl=None):
         self.put(key, value, ttl)
@@ -1181,7 +1184,8 @@ cdef class ShmCache:
     def get(self, key, default=None):
         """The live value (now most recently used), else ``default``."""
         cdef Py_ssize_t n
-        cdef const char* k = self._key_bytes(key, &n, False)
+        cdef object held = self._key_held(key, False)
+        cdef const char* k = key_pointer(held, &n)
         cdef uint32_t h
         cdef double now
         cdef int32_t s
@@ -1212,7 +1216,8 @@ cdef class ShmCache:
     def peek(self, key, default=None):
         """The live value without changing recency, else ``default``."""
         cdef Py_ssize_t n
-        cdef const char* k = self._key_bytes(key, &n, False)
+        cdef object held = self._key_held(key, False)
+        cdef const char* k = key_pointer(held, &n)
         cdef double now
         cdef int32_t s
         cdef object out = default
@@ -1246,7 +1251,8 @@ cdef class ShmCache:
 
     def __contains__(self, key):
         cdef Py_ssize_t n
-        cdef const char* k = self._key_bytes(key, &n, False)
+        cdef object held = self._key_held(key, False)
+        cdef const char* k = key_pointer(held, &n)
         cdef double now
         cdef int32_t s
         if k == NULL:
@@ -1262,7 +1268,8 @@ cdef class ShmCache:
     def touch(self, key, ttl=None):
         """Give a live entry a new deadline and make it most recently used; False if none."""
         cdef Py_ssize_t n
-        cdef const char* k = self._key_bytes(key, &n, False)
+        cdef object held = self._key_held(key, False)
+        cdef const char* k = key_pointer(held, &n)
         cdef double lifetime = self._lifetime(ttl)
         cdef double now, deadline
         cdef int32_t s
@@ -1288,7 +1295,8 @@ cdef class ShmCache:
     cdef object _pop(self, object key, bint expired):
         # Remove the live (or, with expired, the expired) entry under key; its value or MISSING.
         cdef Py_ssize_t n
-        cdef const char* k = self._key_bytes(key, &n, False)
+        cdef object held = self._key_held(key, False)
+        cdef const char* k = key_pointer(held, &n)
         cdef double now
         cdef int32_t s
         cdef object out = MISSING
@@ -1333,7 +1341,8 @@ cdef class ShmCache:
     def remaining(self, key):
         """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
         cdef Py_ssize_t n
-        cdef const char* k = self._key_bytes(key, &n, False)
+        cdef object held = self._key_held(key, False)
+        cdef const char* k = key_pointer(held, &n)
         cdef double now
         cdef int32_t s
         if k == NULL:
@@ -1642,6 +1651,16 @@ cdef inline object decode(object o):
     if type(o) is Utf8:
         return (<Utf8>o).decode()
     return o
+
+
+cdef inline const char* key_pointer(object held, Py_ssize_t* n) except? NULL:
+    # The bytes _key_held found: NULL for None.
+    if held is None:
+        return NULL
+    if type(held) is bytes:
+        n[0] = PyBytes_GET_SIZE(held)
+        return PyBytes_AS_STRING(held)
+    return PyUnicode_AsUTF8AndSize(held, n)
 
 
 cdef object decode_triples(list removed):
