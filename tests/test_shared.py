@@ -84,7 +84,7 @@ def session(i, size=0):
         ({"eviction": "fifo"}, ValueError, "eviction"),
         ({"mode": 0o400}, ValueError, "mode"),
         ({"mode": 0o1777}, ValueError, "mode"),
-        ({"serializer": None}, TypeError, "serializer"),
+        ({"serializer": json.dumps}, TypeError, "serializer"),
         ({"ttl": -1}, ValueError, "ttl"),
         ({"check_period": -1}, ValueError, "check_period"),
     ],
@@ -265,6 +265,16 @@ def test_oversized_session_raises_and_changes_nothing(shm_name):
     assert store.get("a") == "x" * 90 and "b" not in store
     assert store.stats().rejected == 2
     store.check_invariants()
+
+
+def test_without_serializer_str_and_bytes_are_stored_as_given(shm_name):
+    store = SharedMemoryStore(shm_name, capacity=10, serializer=None)
+    store.set("s", "text é")
+    store.set("b", b"\x00\xff")
+    assert store.get("s") == "text é" and store.get("b") == b"\x00\xff"
+    with pytest.raises(TypeError, match="str or bytes"):
+        store.set("o", {"an": "object"})
+    assert "o" not in store and len(store) == 2
 
 
 def test_utf8_sids_and_values(shm_name):
@@ -634,5 +644,10 @@ def test_readme_section_runs_as_written():
         section = handle.read().split("## One host, many workers")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert blocks
-    for block in blocks:
-        subprocess.run([sys.executable, "-c", block], check=True, timeout=60)
+    try:
+        for block in blocks:
+            subprocess.run([sys.executable, "-c", block], check=True, timeout=60)
+    finally:
+        for leftover in os.listdir(SHM):
+            if leftover.startswith("memorystore.readme-"):
+                os.unlink(os.path.join(SHM, leftover))

@@ -42,7 +42,10 @@ class SharedMemoryStore(MemoryStore):
     is the host's monotonic clock, and ``dispose`` runs in the process whose
     call removed the entry.
 
-    ``serializer`` must produce ``str`` or ``bytes`` (json by default).
+    ``serializer`` must produce ``str`` or ``bytes`` (json by default); with
+    ``serializer=None`` the sessions must be ``str`` or ``bytes`` already and are
+    stored as given (the Django cache backend and session engine hand over such
+    encoded values).
     **Pickle only if you trust every process that can write the segment:**
     whoever can write it can then run code in every worker that reads a session.
 
@@ -75,8 +78,6 @@ class SharedMemoryStore(MemoryStore):
                 "SharedMemoryStore needs the compiled core; this memorystore runs the pure-Python "
                 "core (MEMORYSTORE_NO_EXTENSIONS is set, or the extension did not build)"
             )
-        if serializer is None:
-            raise TypeError("SharedMemoryStore needs a serializer that produces str or bytes (json by default)")
         self._segment_options = {
             "capacity": capacity,
             "max_session_bytes": max_session_bytes,
