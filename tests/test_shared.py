@@ -111,6 +111,20 @@ def test_segment_is_private_and_outlives_the_store(shm_name):
     assert [n for n in os.listdir(SHM) if shm_name in n] == ["memorystore." + shm_name]  # no temporary left
 
 
+def test_a_dead_creators_temporary_file_is_removed(shm_name):
+    pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    pid.wait()
+    leftover = os.path.join(SHM, f".memorystore.{shm_name}.{pid.pid}.deadbeef")
+    open(leftover, "wb").close()
+    mine = os.path.join(SHM, f".memorystore.{shm_name}.{os.getpid()}.cafe")  # a live creator's: kept
+    open(mine, "wb").close()
+    try:
+        SharedMemoryStore(shm_name, capacity=10)
+        assert not os.path.exists(leftover) and os.path.exists(mine)
+    finally:
+        os.unlink(mine)
+
+
 def test_mode_is_honoured_despite_the_umask(shm_name):
     old = os.umask(0o077)
     try:

@@ -464,6 +464,32 @@ PROBATION_SHARE = 0.1       # as _lru's: probation's share of the capacity under
 EXPIRE_BATCH = 256          # entries expire()/purge() remove per lock hold
 
 
+def remove_dead_temporaries(str name):
+    """Remove the temporary files of creators of ``name`` that died before publishing (their pid is gone)."""
+    prefix = f".memorystore.{name}."
+    try:
+        entries = os.listdir(SHM_DIR)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                        # alive: still creating
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue                        # someone else's: not ours to judge
+        try:
+            os.unlink(os.path.join(SHM_DIR, entry))
+        except OSError:
+            pass
+
+
 def segment_path(str name):
     """The file that holds the segment of ``name``."""
     return os.path.join(SHM_DIR, "memorystore." + name)
@@ -646,6 +672,7 @@ cdef class ShmCache:
         cdef SegHeader* g
         cdef int rc
         cdef int64_t b
+        remove_dead_temporaries(self._name)
         tmp = os.path.join(SHM_DIR, f".memorystore.{self._name}.{os.getpid()}.{os.urandom(6).hex()}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
         try:
