@@ -78,7 +78,7 @@ class SharedMemoryStore(MemoryStore):
                 "SharedMemoryStore needs the compiled core; this memorystore runs the pure-Python "
                 "core (MEMORYSTORE_NO_EXTENSIONS is set, or the extension did not build)"
             )
-        self._segment_options = {
+        self._segment_options: dict[str, Any] = {
             "capacity": capacity,
             "max_session_bytes": max_session_bytes,
             "arena_bytes": arena_bytes,
