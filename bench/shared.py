@@ -159,13 +159,13 @@ def open_diskcache(directory: str) -> tuple[Callable, Callable, Callable, Callab
 def single_process(opener: Callable, arg: Any, ops: int) -> dict[str, float]:
     """Median ns per get and per set over batches of 1,000, one process."""
     get, set_, _, close = opener(arg)
-    sids = [secrets.token_urlsafe(32) for _ in range(1000)]
+    sids = [secrets.token_urlsafe(32) for _ in range(min(1000, POPULATION))]
     for sid in sids:
         set_(sid, SESSION)
     out = {}
     for kind in ("get", "set"):
         per_batch = []
-        for _ in range(max(3, ops // 1000)):
+        for _ in range(max(3, ops // len(sids))):
             start = time.perf_counter_ns()
             if kind == "get":
                 for sid in sids:
@@ -314,15 +314,18 @@ def populate(opener: Callable, arg: Any) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global POPULATION
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=20000, help="operations per worker in the mix")
     parser.add_argument("--procs", default="1,2,4,8", help="process counts")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput run")
+    parser.add_argument("--population", type=int, default=POPULATION, help="prepopulated sessions")
     parser.add_argument("--trials", type=int, default=5, help="alternating 1/2-process throughput trials")
     parser.add_argument("--rate", type=float, default=200.0, help="operations a second per paced worker")
     parser.add_argument("--paced-ops", type=int, default=2000, help="operations per paced worker")
     parser.add_argument("--out", default=None, help="also write the Markdown here")
     args = parser.parse_args(argv)
+    POPULATION = args.population
     procs = [int(p) for p in args.procs.split(",")]
     import memorystore
 
