@@ -200,7 +200,7 @@ class MemoryStore:
             max,
             self._check_period,
             "none" if serializer is None else getattr(serializer, "__name__", type(serializer).__name__),
-            "compiled" if type(core).__module__ == "memorystore._lru" else "pure",
+            "pure" if type(core).__module__ == "memorystore._lru_py" else "compiled",
         )
         if self._check_period is not None:
             self.start_interval()
