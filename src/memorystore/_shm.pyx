@@ -553,6 +553,8 @@ cdef class ShmCache:
 
     def __init__(self, name, *, capacity, max_session_bytes=16384, arena_bytes=None, eviction="protect",
                  mode=0o600, timer=None, collect=True):
+        if self.base != NULL:
+            raise TypeError("ShmCache.__init__() may not be called on a cache in use")
         if not MS_SHM_SUPPORTED:
             raise RuntimeError(
                 f"SharedMemoryStore needs robust process-shared mutexes and /dev/shm (Linux); "
