@@ -20,10 +20,15 @@ else:
     from setuptools import Extension
 
     macros = [("CYTHON_TRACE_NOGIL", "1"), ("CYTHON_USE_SYS_MONITORING", "0")] if TRACING else []
-    extension = Extension("memorystore._lru", ["src/memorystore/_lru.pyx"], define_macros=macros)
+    extensions = [
+        Extension("memorystore._lru", ["src/memorystore/_lru.pyx"], define_macros=macros),
+        # the shared-memory core (SharedMemoryStore); builds everywhere, works where there are
+        # robust process-shared mutexes (Linux)
+        Extension("memorystore._shm", ["src/memorystore/_shm.pyx"], define_macros=macros),
+    ]
     setup(
         ext_modules=cythonize(
-            [extension],
+            extensions,
             compiler_directives={"linetrace": TRACING, "profile": TRACING},
             annotate=bool(os.environ.get("MEMORYSTORE_CYTHON_ANNOTATE")),
         )

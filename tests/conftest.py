@@ -58,14 +58,77 @@ def lru_impl(request: pytest.FixtureRequest) -> ModuleType:
     return importlib.import_module(request.param)
 
 
-@pytest.fixture
-def store_cls(lru_impl: ModuleType) -> type:
-    """MemoryStore bound to the core under test."""
+# Stores under test: MemoryStore on each core, and SharedMemoryStore (compiled core only).
+STORE_PARAMS = [*CORE_PARAMS, pytest.param("shm", id="shm", marks=pytest.mark.c_extension)]
+
+# Tests of a MemoryStore that do not apply to a SharedMemoryStore, with the reason.
+NOT_FOR_SHARED = {
+    "test_core_is_built_from_core_class_and_read_only": "the shared core is ShmCache, not _core_class",
+    "test_interpreter_exits_with_running_thread": "runs a MemoryStore of a core module in a subprocess",
+    "test_snapshot_survives_a_new_process": "runs a MemoryStore of a core module in a subprocess",
+    "test_repr_has_no_sids": "the repr shows capacity, not max (test_shared.py checks it has no sids)",
+    "test_constructor_uses_default_options": "a shared store is always bounded (capacity)",
+    "test_a_passed_store_is_used_as_is": "checks identity (serializer=None); a shared store hands out copies",
+    "test_fork_child_restarts_thread_and_can_use_store": (
+        "the child's writes are the parent's too, by design (test_shared.py tests fork)"
+    ),
+}
+
+
+class SharedStoreFactory:
+    """Builds SharedMemoryStores on fresh segments for tests written for ``store_cls(**options)``.
+
+    ``max`` becomes ``capacity`` (512 when absent); a test that needs ``length``
+    skips; ``serializer=None`` stays (the adapters hand over str or bytes) except for
+    the store's own tests, which store other objects that way and skip.
+    """
+
+    _core_class = None
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.names: list[str] = []  # names only: some tests check that an unreferenced store is collected
+        reason = NOT_FOR_SHARED.get(request.node.originalname)
+        if reason:
+            pytest.skip(reason)
+
+    def __call__(self, **options):  # type: ignore[no-untyped-def]
+        import uuid
+
+        from memorystore import SharedMemoryStore
+
+        if "length" in options:
+            pytest.skip("a shared store has no length option (capacity counts sessions)")
+        if "serializer" in options and options["serializer"] is None:
+            if self.request.module.__name__.startswith("test_store"):
+                pytest.skip("a shared store keeps str or bytes: serializer=None stores no other object")
+        capacity = options.pop("max", None)
+        name = f"test-{os.getpid()}-{uuid.uuid4().hex[:16]}"
+        self.names.append(name)
+        return SharedMemoryStore(
+            name, capacity=512 if capacity is None else capacity, max_session_bytes=1 << 20, **options
+        )
+
+    def unlink(self) -> None:
+        for name in self.names:
+            try:
+                os.unlink(os.path.join("/dev/shm", "memorystore." + name))
+            except FileNotFoundError:
+                pass
+
+
+@pytest.fixture(params=STORE_PARAMS)
+def store_cls(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """MemoryStore bound to the core under test, or a SharedMemoryStore factory."""
+    if request.param == "shm":
+        factory = SharedStoreFactory(request)
+        yield factory
+        factory.unlink()
+        return
     from memorystore.store import MemoryStore
 
-    return type(
-        f"MemoryStore_{lru_impl.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": lru_impl.LRUCache}
-    )
+    module = importlib.import_module(request.param)
+    yield type(f"MemoryStore_{module.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": module.LRUCache})
 
 
 @pytest.fixture

@@ -25,6 +25,16 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture
+def store_cls(lru_impl: ModuleType) -> type:
+    """These tests measure one core's memory: MemoryStore on the core under test (not the shared store)."""
+    from memorystore.store import MemoryStore
+
+    return type(
+        f"MemoryStore_{lru_impl.__name__.rsplit('.', 1)[-1]}", (MemoryStore,), {"_core_class": lru_impl.LRUCache}
+    )
+
+
 class Clock:
     """A fake monotonic clock."""
 

@@ -157,9 +157,12 @@ echo "wheel: $(basename "$RAW_WHEEL")"
 [[ "$(basename "$RAW_WHEEL")" != *-none-any.whl ]] || fail "the compiled build produced a pure wheel"
 SDIST_LIST=$(tar -tzf "$SDIST")
 grep -q '/src/memorystore/_lru\.pyx$' <<<"$SDIST_LIST" || fail "sdist lacks src/memorystore/_lru.pyx"
+grep -q '/src/memorystore/_shm\.pyx$' <<<"$SDIST_LIST" || fail "sdist lacks src/memorystore/_shm.pyx"
+grep -q '/src/memorystore/_slots\.pxd$' <<<"$SDIST_LIST" || fail "sdist lacks src/memorystore/_slots.pxd"
 ! grep -E '\.(c|so|pyd|html)$' <<<"$SDIST_LIST" || fail "sdist ships generated or binary files (above)"
 CONTENTS=$(wheel_files "$RAW_WHEEL")
 grep -Eq '^memorystore/_lru\..*(so|pyd)$' <<<"$CONTENTS" || fail "wheel lacks the compiled memorystore/_lru extension"
+grep -Eq '^memorystore/_shm\..*(so|pyd)$' <<<"$CONTENTS" || fail "wheel lacks the compiled memorystore/_shm extension"
 grep -q '^memorystore/py\.typed$' <<<"$CONTENTS" || fail "wheel lacks memorystore/py.typed"
 ! grep -E '\.(c|html)$' <<<"$CONTENTS" || fail "wheel ships generated files (above)"
 

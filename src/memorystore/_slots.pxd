@@ -730,3 +730,88 @@ cdef inline const char* slots_check(SlotsView* v) noexcept nogil:
     if st.maxsize >= 0 and st.size > st.maxsize:
         return "over maxsize"
     return NULL
+
+
+# == Recovery: rebuilding the derived structures (the shared-memory core) =========
+#
+# A process may die anywhere inside an operation on a shared segment.  What it
+# leaves is trusted only in the slot records: for each slot whether it is live,
+# and for a live one its deadline, hash32 and stamp (last use, SLOT_READ).
+# Everything else -- the table, both recency lists, the lanes and the heap, the
+# free list, count and sizes -- is derived, and slots_rebuild() derives it anew.
+
+cdef inline void stamps_sort(SlotsView* v, int32_t* order, int32_t n) noexcept nogil:
+    # Heapsort order[0..n) by stamp, oldest use first; no allocation.
+    cdef int32_t start = n // 2, end = n, root, child, tmp
+    while end > 1:
+        if start > 0:
+            start -= 1
+        else:
+            end -= 1
+            tmp = order[end]
+            order[end] = order[0]
+            order[0] = tmp
+        root = start
+        while True:
+            child = 2 * root + 1
+            if child >= end:
+                break
+            if child + 1 < end and (v.slots[order[child + 1]].stamp & STAMP_MASK) > \
+                    (v.slots[order[child]].stamp & STAMP_MASK):
+                child += 1
+            if (v.slots[order[root]].stamp & STAMP_MASK) >= (v.slots[order[child]].stamp & STAMP_MASK):
+                break
+            tmp = order[root]
+            order[root] = order[child]
+            order[child] = tmp
+            root = child
+
+
+cdef inline void slots_rebuild(SlotsView* v, int32_t* order) noexcept nogil:
+    # Rebuild every derived structure from the slots: the caller has marked each
+    # free slot with stamp SLOT_FREE and given each live one its deadline,
+    # hash32 and stamp (SLOT_FREE clear).  Live entries keep their use order and
+    # read flags (stamps are renumbered), are filed in the table and for expiry;
+    # the free slots form the free list.  order[] is scratch for capacity
+    # int32s; it may be v.heap_slot (the heap is refilled only after its last use).
+    cdef SlotsState* st = v.st
+    cdef int32_t s, i, n = 0
+    cdef int32_t a, b
+    cdef double deadline
+    cdef int lane
+    for i in range(st.table_size):
+        v.table[i].slot = NIL
+    st.count = 0
+    st.size = st.list_size[0] = st.list_size[1] = 0
+    st.head[0] = st.head[1] = st.tail[0] = st.tail[1] = NIL
+    for lane in range(NLANES):
+        st.lane_head[lane] = st.lane_tail[lane] = NIL
+    st.lanes_used = 0
+    st.heap_len = 0
+    st.free_head = NIL
+    s = st.capacity - 1
+    while s >= 0:
+        v.slots[s].exp_next = EXP_NONE
+        if v.slots[s].stamp & SLOT_FREE:
+            v.slots[s].stamp = SLOT_FREE
+            v.slots[s].next = st.free_head
+            st.free_head = s
+        else:
+            order[n] = s
+            n += 1
+        s -= 1
+    stamps_sort(v, order, n)
+    for i in range(n):                  # oldest first, so each list's head ends up the newest
+        s = order[i]
+        list_push_head(v, s, list_of(v, s))
+        st.count += 1
+        st.size += slot_size(v, s)
+        table_insert(v, s)
+    stamps_renumber(v)                  # distinct, dense stamps; next_stamp after them
+    a, b = st.head[0], st.head[1]       # order[] may be the heap: file from the lists
+    while True:
+        s = mru_next(v, &a, &b)
+        if s < 0:
+            break
+        deadline = v.slots[s].deadline
+        expiry_file(v, s, deadline)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["CacheStats", "RedisStats", "StoreStats"]
+__all__ = ["CacheStats", "RedisStats", "SharedStats", "StoreStats"]
 
 
 class CacheStats(NamedTuple):
@@ -61,6 +61,31 @@ class StoreStats(NamedTuple):
     length: int
     size: int
     maxsize: int | None
+
+
+class SharedStats(NamedTuple):
+    """A ``SharedMemoryStore``'s counters: host-wide, they live in the segment.
+
+    The fields of a ``MemoryStore``'s ``stats()`` (the core's counters and
+    ``stale``, expired sessions served once by ``get`` with ``stale=True``),
+    plus ``recoveries``: times a process found that another one had died
+    inside an operation and repaired the segment.  ``maxsize`` is the capacity.
+    """
+
+    hits: int
+    misses: int
+    expired: int
+    stale: int
+    writes: int
+    evictions: int
+    evicted_unread: int
+    expirations: int
+    deletions: int
+    rejected: int
+    length: int
+    size: int
+    maxsize: int | None
+    recoveries: int
 
 
 class RedisStats(NamedTuple):

@@ -193,7 +193,7 @@ class MemoryStore:
         self._too_large_lock = threading.Lock()
         self._too_large_next_log = -_INF
 
-        core = self._core_class(maxsize=max, ttl=None, timer=timer, eviction=eviction)
+        core = self._make_core(maxsize=max, ttl=None, timer=timer, eviction=eviction)
         self._core = core
         self._stale_served = 0  # expired sessions get() returned one last time (stats().stale)
         # Hot core methods, bound once.
@@ -216,10 +216,21 @@ class MemoryStore:
             eviction,
             self._check_period,
             "none" if serializer is None else getattr(serializer, "__name__", type(serializer).__name__),
-            "compiled" if type(core).__module__ == "memorystore._lru" else "pure",
+            "pure" if type(core).__module__ == "memorystore._lru_py" else "compiled",
         )
         if self._check_period is not None:
             self.start_interval()
+
+    # -- hooks (SharedMemoryStore keeps its core and counters in shared memory) -----
+
+    def _make_core(self, **options: Any) -> Any:
+        """Build the core this store runs on from the core's options (called once, by ``__init__``)."""
+        return self._core_class(**options)
+
+    def _served_stale(self) -> None:
+        """``get`` is serving an expired session once (``stale=True``): ``stats().stale``."""
+        with self._lock:
+            self._stale_served += 1
 
     # -- helpers ----------------------------------------------------------------
 
@@ -305,8 +316,7 @@ class MemoryStore:
             self._notify(((sid, value, "expire"),))
             if not self._stale:
                 return None
-            with self._lock:
-                self._stale_served += 1
+            self._served_stale()
         return value if self._loads is None else self._loads(value)
 
     def __contains__(self, sid: object) -> bool:
