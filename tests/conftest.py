@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from types import ModuleType
 
 import pytest
@@ -35,10 +36,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class FakeTimer:
-    """A monotonic clock that only moves when the test says so."""
+    """A monotonic clock that only moves when the test says so.
+
+    pytest-run-parallel runs one test body in several threads at once with the
+    same fixture values, so one clock shared by them would move by every
+    thread's ``advance``.  Hence: the thread that made the timer (pytest's own,
+    which also runs the test in a normal run) moves the shared reading, which
+    every thread without a clock of its own sees (a prune thread, an executor);
+    any other thread that moves it (``advance`` or ``time = ...``) forks a
+    private reading from the shared one, and from then on sees only that.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.time = start
+        self._owner = threading.get_ident()
+        self._shared = start
+        self._private: dict[int, float] = {}  # thread ident -> that thread's reading
+
+    @property
+    def time(self) -> float:
+        return self._private.get(threading.get_ident(), self._shared)
+
+    @time.setter
+    def time(self, value: float) -> None:
+        me = threading.get_ident()
+        if me == self._owner:
+            self._shared = value
+        else:
+            self._private[me] = value
 
     def __call__(self) -> float:
         return self.time
