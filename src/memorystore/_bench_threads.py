@@ -1,0 +1,186 @@
+"""``python -m memorystore bench --threads``: do threads scale?
+
+On a free-threaded CPython (3.13t, 3.14t) threads run Python code in
+parallel, so a process with many threads (gunicorn ``gthread``, any threaded
+WSGI server) can serve every request from one in-process store.  This
+benchmark measures the operations per second that 1 and N threads (default
+2) complete together, and their ratio, for:
+
+``LRUCache per thread: get``       each thread its own cache, ``c.get(k)`` hits
+``LRUCache per thread: mix``       each thread its own cache, 95% reads (``c[k]``
+                                   and ``c.get(k)`` alternately), 5% ``c[k] = v``
+``shared LRUCache: mix``           one cache for all threads, the same mix
+``shared MemoryStore: mix``        one ``MemoryStore(serializer=None)``, 95%
+                                   ``get``, 5% ``set``
+
+Every cache holds 1000 keys (37-character str, as session ids) and every read
+hits.  Each thread builds its own key strings and operation list (a request
+parses its session id from its own cookie), so the only objects threads share
+are the ones the scenario says.  A run is timed from a barrier to the last
+thread's end; the best of ``--repeat`` runs is kept (the machine is noisy:
+the load average is printed with the table).  On a build with a GIL the
+ratio is about 1 or below: there is nothing to scale.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+KEYS = 1000
+READ_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    shared: bool  # one object for every thread (built once, by the main thread) or one per thread
+    build: Callable[[], Any]  # the cache or store, filled by fill()
+    body: str  # the statement run for each (op, k); op 0/1 are reads, 2 is a write
+
+
+def _cache() -> Any:
+    from . import LRUCache
+
+    return LRUCache(2 * KEYS)
+
+
+def _store() -> Any:
+    from .store import MemoryStore
+
+    return MemoryStore(serializer=None, ttl=3600, max=2 * KEYS)
+
+
+_CACHE_MIX = "if op == 0: c[k]\n    elif op == 1: c.get(k)\n    else: c[k] = v"
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("LRUCache per thread: get", False, _cache, "c.get(k)"),
+    Scenario("LRUCache per thread: mix", False, _cache, _CACHE_MIX),
+    Scenario("shared LRUCache: mix", True, _cache, _CACHE_MIX),
+    Scenario("shared MemoryStore: mix", True, _store, "if op < 2: c.get(k)\n    else: c.set(k, v)"),
+)
+
+
+def _compile(body: str) -> Callable[[Any, list[tuple[int, str]], Any], None]:
+    namespace: dict[str, Any] = {}
+    exec(f"def run(c, ops, v):\n  for op, k in ops:\n    {body}\n", namespace)  # noqa: S102 - our own fixed text
+    return namespace["run"]  # type: ignore[no-any-return]
+
+
+def _keys() -> list[str]:
+    """The same 1000 keys in every thread, each thread with its own str objects."""
+    rng = random.Random(17)
+    return [f"{rng.getrandbits(148):037x}"[:37] for _ in range(KEYS)]
+
+
+def _ops(keys: list[str], count: int, seed: int) -> list[tuple[int, str]]:
+    rng = random.Random(seed)
+    ops = []
+    for i in range(count):
+        op = 2 if rng.random() >= READ_SHARE else i & 1
+        ops.append((op, keys[rng.randrange(KEYS)]))
+    return ops
+
+
+def _fill(target: Any, keys: list[str]) -> None:
+    for key in keys:  # LRUCache.set(key, value) and MemoryStore.set(sid, session) alike
+        target.set(key, {"sid": key})
+
+
+def measure(scenario: Scenario, threads: int, ops_per_thread: int) -> float:
+    """Operations per second that ``threads`` threads complete together (one run)."""
+    run = _compile(scenario.body)
+    shared = None
+    if scenario.shared:
+        shared = scenario.build()
+        _fill(shared, _keys())
+    barrier = threading.Barrier(threads + 1)
+    spans: list[tuple[float, float]] = []
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            keys = _keys()
+            target = shared
+            if target is None:
+                target = scenario.build()
+                _fill(target, keys)
+            ops = _ops(keys, ops_per_thread, seed=index)
+            value = {"sid": f"written by thread {index}"}
+            barrier.wait()
+            start = time.perf_counter()
+            run(target, ops, value)
+            spans.append((start, time.perf_counter()))
+        except BaseException as exc:  # noqa: BLE001 - reported by measure()
+            errors.append(exc)
+            barrier.abort()
+
+    workers = [threading.Thread(target=worker, args=(i,), name=f"bench-{i}") for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+    for thread in workers:
+        thread.join()
+    if errors:
+        raise errors[0]
+    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
+    return threads * ops_per_thread / elapsed
+
+
+def gil_state() -> str:
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "GIL build"
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return "free-threaded build, GIL " + ("ON (re-enabled)" if gil_enabled else "off")
+
+
+def run_scaling(
+    threads: int = 2, ops_per_thread: int = 1_000_000, repeat: int = 3, scenarios: Sequence[Scenario] = SCENARIOS
+) -> list[tuple[str, float, float]]:
+    """``(scenario, ops/s with 1 thread, ops/s with `threads` threads)``, best of ``repeat`` runs each."""
+    results = []
+    for scenario in scenarios:
+        one = many = 0.0
+        for _ in range(repeat):  # interleaved, so a burst of load hits both sides alike
+            one = max(one, measure(scenario, 1, ops_per_thread))
+            many = max(many, measure(scenario, threads, ops_per_thread))
+        results.append((scenario.name, one, many))
+    return results
+
+
+def format_scaling(results: Sequence[tuple[str, float, float]], threads: int) -> str:
+    rows = [("scenario", "1 thread", f"{threads} threads", "ratio")]
+    rows += [(name, f"{one / 1e6:.2f}M/s", f"{many / 1e6:.2f}M/s", f"{many / one:.2f}x") for name, one, many in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append(
+            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(threads: int = 2, ops_per_thread: int = 1_000_000, repeat: int = 3) -> int:
+    from . import COMPILED
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"memorystore bench --threads: Python {sys.version.split()[0]} ({gil_state()}), "
+        f"core {'compiled' if COMPILED else 'pure'}, {os.cpu_count()} CPUs, "
+        f"{ops_per_thread} ops per thread, best of {repeat}, load average {load:.2f} at start",
+        flush=True,
+    )
+    results = run_scaling(threads, ops_per_thread, repeat)
+    print(format_scaling(results, threads))
+    return 0
