@@ -219,6 +219,11 @@ cdef inline Py_ssize_t pow2_at_least(Py_ssize_t n) noexcept nogil:
 
 @cython.final
 @cython.no_gc_clear
+# binding=False: the methods are the interpreter's own method descriptors, not Cython function
+# objects.  A free-threaded 3.13 makes those immortal once a second thread starts (3.14 defers
+# their reference counts); a Cython function's count would be bumped by every c.get(k) of every
+# thread: one cache line all threads write, which made 2 threads slower than 1.
+@cython.binding(False)
 cdef class LRUCache:
     """A bounded, TTL-aware LRU mapping; expired entries are invisible.
 
