@@ -61,3 +61,6 @@ done
 
 step "wheels and sdist, tested as installed"
 CHECK_WHEELS_PYTEST_ARGS='-q -x' bash tools/check-wheels.sh "$VENV/bin/python"
+
+# Free-threaded CPython (issue #17): its own script; without an interpreter it says so and the run goes on.
+bash tools/test-freethreaded.sh
