@@ -17,9 +17,13 @@ Every cache holds 1000 keys (37-character str, as session ids) and every read
 hits.  Each thread builds its own key strings and operation list (a request
 parses its session id from its own cookie), so the only objects threads share
 are the ones the scenario says.  A run is timed from a barrier to the last
-thread's end; the best of ``--repeat`` runs is kept (the machine is noisy:
-the load average is printed with the table).  On a build with a GIL the
-ratio is about 1 or below: there is nothing to scale.
+thread's end; the best of 3 runs (2 with ``--quick``) is kept.  ``ratio`` is
+wall-clock ops/s of N threads over 1 thread: on a busy machine other processes
+take cores and lower it.  ``per CPU`` compares ops per CPU second (the threads'
+own CPU time): 1.00 means an operation costs the same CPU with N threads as
+with one, so no contention; below 1 is what contention (shared cache lines,
+spinning on a lock) adds.  On a build with a GIL the ratio is about 1 or below:
+there is nothing to scale.
 """
 
 from __future__ import annotations
@@ -93,15 +97,15 @@ def _fill(target: Any, keys: list[str]) -> None:
         target.set(key, {"sid": key})
 
 
-def measure(scenario: Scenario, threads: int, ops_per_thread: int) -> float:
-    """Operations per second that ``threads`` threads complete together (one run)."""
+def measure(scenario: Scenario, threads: int, ops_per_thread: int) -> tuple[float, float]:
+    """One run: (operations per second of wall time, per second of CPU time) of ``threads`` threads together."""
     run = _compile(scenario.body)
     shared = None
     if scenario.shared:
         shared = scenario.build()
         _fill(shared, _keys())
     barrier = threading.Barrier(threads + 1)
-    spans: list[tuple[float, float]] = []
+    spans: list[tuple[float, float, float]] = []  # start, end, CPU seconds of each thread
     errors: list[BaseException] = []
 
     def worker(index: int) -> None:
@@ -114,9 +118,9 @@ def measure(scenario: Scenario, threads: int, ops_per_thread: int) -> float:
             codes, op_keys = _ops(keys, ops_per_thread, seed=index)
             value = {"sid": f"written by thread {index}"}
             barrier.wait()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             run(target, codes, op_keys, value)
-            spans.append((start, time.perf_counter()))
+            spans.append((start, time.perf_counter(), time.thread_time() - cpu))
         except BaseException as exc:  # noqa: BLE001 - reported by measure()
             errors.append(exc)
             barrier.abort()
@@ -132,8 +136,9 @@ def measure(scenario: Scenario, threads: int, ops_per_thread: int) -> float:
         thread.join()
     if errors:
         raise errors[0]
-    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
-    return threads * ops_per_thread / elapsed
+    elapsed = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    cpu = sum(cpu for _, _, cpu in spans)
+    return threads * ops_per_thread / elapsed, threads * ops_per_thread / cpu
 
 
 def gil_state() -> str:
@@ -143,24 +148,45 @@ def gil_state() -> str:
     return "free-threaded build, GIL " + ("ON (re-enabled)" if gil_enabled else "off")
 
 
+@dataclass(frozen=True)
+class Scaling:
+    name: str
+    one: float  # ops/s, 1 thread (wall clock)
+    many: float  # ops/s, `threads` threads together
+    cpu_one: float  # ops per CPU second, 1 thread
+    cpu_many: float  # ops per CPU second (all threads' CPU time), `threads` threads
+
+
 def run_scaling(
     threads: int = 2, ops_per_thread: int = 1_000_000, repeat: int = 3, scenarios: Sequence[Scenario] = SCENARIOS
-) -> list[tuple[str, float, float]]:
-    """``(scenario, ops/s with 1 thread, ops/s with `threads` threads)``, best of ``repeat`` runs each."""
+) -> list[Scaling]:
+    """1 vs ``threads`` threads for each scenario, the best of ``repeat`` runs of each."""
     results = []
     for scenario in scenarios:
-        one = many = 0.0
+        one = many = cpu_one = cpu_many = 0.0
         for _ in range(repeat):  # interleaved, so a burst of load hits both sides alike
-            one = max(one, measure(scenario, 1, ops_per_thread))
-            many = max(many, measure(scenario, threads, ops_per_thread))
-        results.append((scenario.name, one, many))
+            wall, cpu = measure(scenario, 1, ops_per_thread)
+            one, cpu_one = max(one, wall), max(cpu_one, cpu)
+            wall, cpu = measure(scenario, threads, ops_per_thread)
+            many, cpu_many = max(many, wall), max(cpu_many, cpu)
+        results.append(Scaling(scenario.name, one, many, cpu_one, cpu_many))
     return results
 
 
-def format_scaling(results: Sequence[tuple[str, float, float]], threads: int) -> str:
-    rows = [("scenario", "1 thread", f"{threads} threads", "ratio")]
-    rows += [(name, f"{one / 1e6:.2f}M/s", f"{many / 1e6:.2f}M/s", f"{many / one:.2f}x") for name, one, many in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+def format_scaling(results: Sequence[Scaling], threads: int) -> str:
+    """The table; "per CPU" is the ratio of ops per CPU second, what contention costs whatever else runs."""
+    rows = [("scenario", "1 thread", f"{threads} threads", "ratio", "per CPU")]
+    rows += [
+        (
+            r.name,
+            f"{r.one / 1e6:.2f}M/s",
+            f"{r.many / 1e6:.2f}M/s",
+            f"{r.many / r.one:.2f}x",
+            f"{r.cpu_many / r.cpu_one:.2f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         lines.append(
@@ -183,4 +209,8 @@ def main(threads: int = 2, ops_per_thread: int = 1_000_000, repeat: int = 3) -> 
     )
     results = run_scaling(threads, ops_per_thread, repeat)
     print(format_scaling(results, threads))
+    print(
+        f"ratio: ops/s of {threads} threads / 1 thread (wall clock; other processes' load lowers it).  "
+        f"per CPU: ops per CPU second, {threads} threads / 1: below 1 is what contention costs each operation."
+    )
     return 0
