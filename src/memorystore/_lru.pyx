@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True, embedsignature=True
+# cython: language_level=3, freethreading_compatible=True, embedsignature=True, embedsignature.format=clinic
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The compiled core: ``LRUCache`` over C arrays (see ``_lru_py.py`` for the twin).
 
