@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import math
 import pickle
 import threading
@@ -103,6 +104,13 @@ def test_properties(make: Callable[..., Any]) -> None:
     assert cache.ttl == 60.0
     assert isinstance(cache.ttl, float)
     assert make(None, ttl=2).ttl == 2.0
+
+
+@pytest.mark.parametrize("name", ["get", "set", "peek", "touch", "put", "pop_expired"])
+def test_methods_have_introspectable_signatures(lru_impl: ModuleType, name: str) -> None:
+    """inspect.signature() works on the compiled core's methods too (signatures embedded for it)."""
+    parameters = inspect.signature(getattr(lru_impl.LRUCache, name)).parameters
+    assert list(parameters)[:2] == ["self", "key"]
 
 
 def test_options_are_keyword_only(lru_impl: ModuleType) -> None:
