@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
+import sys
+import sysconfig
+import threading
 from types import ModuleType
 
 import pytest
 
 NO_EXTENSIONS = bool(os.environ.get("MEMORYSTORE_NO_EXTENSIONS"))
+# Set by tools/test-freethreaded.sh: the run must be free-threaded from first to last test.
+REQUIRE_FREE_THREADING = bool(os.environ.get("MEMORYSTORE_REQUIRE_FREE_THREADING"))
 
 CORE_PARAMS = [
     pytest.param("memorystore._lru", id="c", marks=pytest.mark.c_extension),
@@ -34,11 +40,64 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+def _gil_enabled() -> bool:
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With REQUIRE_FREE_THREADING: import every module of the package first; the GIL must stay off.
+
+    A module (ours or a dependency it imports) that does not declare itself free-threading safe
+    makes CPython turn the GIL back on at import, and the run would quietly test a GIL build.
+    """
+    if not REQUIRE_FREE_THREADING:
+        return
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.exit("MEMORYSTORE_REQUIRE_FREE_THREADING is set, but this is not a free-threaded build", returncode=1)
+    if os.environ.get("PYTHON_GIL"):
+        pytest.exit("PYTHON_GIL is set: it would hide a module that turns the GIL back on", returncode=1)
+    import memorystore
+
+    for module in pkgutil.walk_packages(memorystore.__path__, "memorystore."):
+        importlib.import_module(module.name)
+        if _gil_enabled():
+            pytest.exit(f"importing {module.name} turned the GIL back on", returncode=1)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE_FREE_THREADING and _gil_enabled():
+        print("\nthe GIL was turned back on during the run (a test dependency's extension?)", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 class FakeTimer:
-    """A monotonic clock that only moves when the test says so."""
+    """A monotonic clock that only moves when the test says so.
+
+    pytest-run-parallel runs one test body in several threads at once with the
+    same fixture values, so one clock shared by them would move by every
+    thread's ``advance``.  Hence: the thread that made the timer (pytest's own,
+    which also runs the test in a normal run) moves the shared reading, which
+    every thread without a clock of its own sees (a prune thread, an executor);
+    any other thread that moves it (``advance`` or ``time = ...``) forks a
+    private reading from the shared one, and from then on sees only that.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.time = start
+        self._owner = threading.get_ident()
+        self._shared = start
+        self._private: dict[int, float] = {}  # thread ident -> that thread's reading
+
+    @property
+    def time(self) -> float:
+        return self._private.get(threading.get_ident(), self._shared)
+
+    @time.setter
+    def time(self, value: float) -> None:
+        me = threading.get_ident()
+        if me == self._owner:
+            self._shared = value
+        else:
+            self._private[me] = value
 
     def __call__(self) -> float:
         return self.time

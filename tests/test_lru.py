@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import gc
+import inspect
 import math
 import pickle
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -58,22 +60,28 @@ class Key:
     """A weak-referenceable hashable key (identity equality)."""
 
 
-class CountingKey:
-    """A key that counts every call to ``__hash__`` and ``__eq__``."""
+class CallCounts(threading.local):
+    """Calls to ``CountingKey.__hash__``/``__eq__`` made by this thread (pytest-run-parallel runs a test in several)."""
 
     hashes = 0
     eqs = 0
+
+
+class CountingKey:
+    """A key that counts every call to ``__hash__`` and ``__eq__`` (in ``CountingKey.calls``, per thread)."""
+
+    calls = CallCounts()
     __slots__ = ("n",)
 
     def __init__(self, n: int) -> None:
         self.n = n
 
     def __hash__(self) -> int:
-        CountingKey.hashes += 1
+        CountingKey.calls.hashes += 1
         return hash(self.n)
 
     def __eq__(self, other: object) -> bool:
-        CountingKey.eqs += 1
+        CountingKey.calls.eqs += 1
         return isinstance(other, CountingKey) and other.n == self.n
 
 
@@ -98,6 +106,13 @@ def test_properties(make: Callable[..., Any]) -> None:
     assert make(None, ttl=2).ttl == 2.0
 
 
+@pytest.mark.parametrize("name", ["get", "set", "peek", "touch", "put", "pop_expired"])
+def test_methods_have_introspectable_signatures(lru_impl: ModuleType, name: str) -> None:
+    """inspect.signature() works on the compiled core's methods too (signatures embedded for it)."""
+    parameters = inspect.signature(getattr(lru_impl.LRUCache, name)).parameters
+    assert list(parameters)[:2] == ["self", "key"]
+
+
 def test_options_are_keyword_only(lru_impl: ModuleType) -> None:
     with pytest.raises(TypeError):
         lru_impl.LRUCache(10, 5)
@@ -105,9 +120,10 @@ def test_options_are_keyword_only(lru_impl: ModuleType) -> None:
 
 def test_now_uses_the_timer(make: Callable[..., Any], fake_timer: Any) -> None:
     cache = make()
-    assert cache.now() == 1000.0
+    start = fake_timer()  # 1000.0 in a plain run; later in a repeated run (pytest-run-parallel --iterations)
+    assert cache.now() == start
     fake_timer.advance(2.5)
-    assert cache.now() == 1002.5
+    assert cache.now() == start + 2.5
     assert isinstance(cache.now(), float)
 
 
@@ -870,10 +886,10 @@ def test_expire_does_no_work_proportional_to_size(lru_impl: ModuleType, fake_tim
 
     small, large = build(1_000), build(200_000)
     fake_timer.advance(50)
-    CountingKey.hashes = CountingKey.eqs = 0
+    CountingKey.calls.hashes = CountingKey.calls.eqs = 0
     assert large.expire() == []
     assert small.expire() == []
-    assert (CountingKey.hashes, CountingKey.eqs) == (0, 0)
+    assert (CountingKey.calls.hashes, CountingKey.calls.eqs) == (0, 0)
 
     def cost(cache: Any) -> float:
         best = math.inf
@@ -889,10 +905,10 @@ def test_expire_does_no_work_proportional_to_size(lru_impl: ModuleType, fake_tim
 
     # A handful expired among 200k: work in proportion to the handful.
     fake_timer.advance(50.5)  # t = 1100.5: the 200k/97 entries with ttl 100 (i % 97 == 0) expire
-    CountingKey.hashes = CountingKey.eqs = 0
+    CountingKey.calls.hashes = CountingKey.calls.eqs = 0
     expired = large.expire()
     assert len(expired) == len(range(0, 200_000, 97))
-    assert CountingKey.hashes + CountingKey.eqs <= 4 * len(expired)
+    assert CountingKey.calls.hashes + CountingKey.calls.eqs <= 4 * len(expired)
     large.check_invariants()
 
 

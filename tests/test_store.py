@@ -466,6 +466,20 @@ def test_serializer_none_stores_the_object(make):
     assert store.all()["s"] is session
 
 
+@pytest.mark.parametrize("stale", [False, True])
+def test_serializer_none_stores_none_as_a_session(make, fake_timer, stale):
+    """get() answers a miss with None internally: a stored None must still be told apart."""
+    disposed = []
+    store = make(serializer=None, ttl=10, stale=stale, dispose=lambda sid, session, reason: disposed.append(reason))
+    store.set("s", None)
+    assert store.get("s") is None
+    assert "s" in store and store.ids() == ["s"] and disposed == []
+    fake_timer.advance(10)
+    assert store.get("s") is None  # expired: removed and disposed once (stale: served once, as None)
+    assert "s" not in store and store.ids() == [] and disposed == ["expire"]
+    assert store.get("s") is None and disposed == ["expire"]
+
+
 def test_custom_serializer_object(make):
     class Upper:
         def dumps(self, obj):

@@ -81,7 +81,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# step NAME COMMAND...: run one step, time it, and record PASS or FAIL (the run goes on).
+# step NAME COMMAND...: run one step, time it, and record PASS, FAIL, or SKIP when the command
+# exits 77 (automake's convention for "cannot run here"); the run goes on either way.
 step() {
     local name=$1 started=$SECONDS rc=0
     shift
@@ -92,6 +93,9 @@ step() {
     local took=$((SECONDS - started))
     if [ "$rc" -eq 0 ]; then
         RESULTS+=("PASS  $(printf '%4ds' "$took")  $name")
+    elif [ "$rc" -eq 77 ]; then
+        # 77: the step could not run here and said why in one loud line (never a pass).
+        RESULTS+=("SKIP  $(printf '%4ds' "$took")  $name (could not run here: see its loud line)")
     else
         RESULTS+=("FAIL  $(printf '%4ds' "$took")  $name (exit $rc)")
         FAILED=1
@@ -200,3 +204,9 @@ if step "wheels and sdist, tested as installed (tools/check-wheels.sh)" wheels; 
 else
     RESULTS+=("wheel checks: FAIL")
 fi
+
+# Free-threaded CPython (issue #17); without an interpreter it prints one loud line and exits 77.
+freethreaded() {
+    MEMORYSTORE_FT_VENV="$ENVS/py-ft" MEMORYSTORE_FT_SRC="$ENVS/src" bash tools/test-freethreaded.sh
+}
+step "free-threaded CPython: the suite with the GIL off (tools/test-freethreaded.sh)" freethreaded

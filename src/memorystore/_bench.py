@@ -779,6 +779,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="FILE.png", help="write a grouped bar chart (needs matplotlib)")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated implementation names (default: all installed)")
     parser.add_argument("--list", action="store_true", help="list the implementations and whether they are installed")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="?",
+        const=2,
+        default=None,
+        metavar="N",
+        help="instead: ops/s of 1 vs N threads (default 2) on per-thread and shared caches and stores",
+    )
     return parser
 
 
@@ -794,6 +803,14 @@ def _selected(only: str | None) -> Iterator[Impl]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m memorystore bench``; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.threads is not None:
+        from . import _bench_threads
+
+        if args.threads < 2:
+            print("--threads must be >= 2", file=sys.stderr)
+            return 2
+        ops = args.ops or (200_000 if args.quick else 1_000_000)
+        return _bench_threads.main(args.threads, ops, repeat=2 if args.quick else 3)
     if args.list:
         for impl in IMPLEMENTATIONS:
             print(f"{impl.name:24} {'installed' if available(impl) else 'not installed'}")

@@ -1,4 +1,4 @@
-# cython: language_level=3, freethreading_compatible=True, embedsignature=True
+# cython: language_level=3, freethreading_compatible=True, embedsignature=True, embedsignature.format=clinic
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The compiled core: ``LRUCache`` over C arrays (see ``_lru_py.py`` for the twin).
 
@@ -219,6 +219,11 @@ cdef inline int32_t pow2_at_least(int32_t n) noexcept nogil:
 
 @cython.final
 @cython.no_gc_clear
+# binding=False: the methods are the interpreter's own method descriptors, not Cython function
+# objects.  A free-threaded 3.13 makes those immortal once a second thread starts (3.14 defers
+# their reference counts); a Cython function's count would be bumped by every c.get(k) of every
+# thread: one cache line all threads write, which made 2 threads slower than 1.
+@cython.binding(False)
 cdef class LRUCache:
     """A bounded, TTL-aware LRU mapping; expired entries are invisible.
 
@@ -780,29 +785,34 @@ cdef class LRUCache:
 
     cpdef object get(self, object key, object default=None):
         """The live value (now most recently used), else ``default``."""
+        return self._read(key, default, False)
+
+    def __getitem__(self, key):
+        return self._read(key, None, True)
+
+    cdef object _read(self, object key, object default, bint missing_raises):
+        # get() and [] in one body.  [] raises KeyError here rather than passing a sentinel to
+        # get(): MISSING's reference count, bumped by every call, would be one cache line that
+        # every thread writes on a free-threaded build (2 threads ran [] slower than 1).
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
             s = self._find(key, h)
-            if not self._is_live(s, now):
-                self._count_miss(s)
-                return default
-            slot_read(&self.v, s)
-            counter_add(&self.state.counters.hits, 1)
-            return self.slot_values[s]
+            if self._is_live(s, now):
+                slot_read(&self.v, s)
+                counter_add(&self.state.counters.hits, 1)
+                return self.slot_values[s]
+            self._count_miss(s)
+        if missing_raises:
+            raise KeyError(key)
+        return default
 
     cdef inline void _count_miss(self, int32_t s) noexcept:
         # A read found no live entry; s is the expired one it found, or NIL.
         counter_add(&self.state.counters.misses, 1)
         if s >= 0:
             counter_add(&self.state.counters.expired, 1)
-
-    def __getitem__(self, key):
-        value = self.get(key, MISSING)
-        if value is MISSING:
-            raise KeyError(key)
-        return value
 
     def peek(self, key, default=None):
         """The live value without changing recency, else ``default``."""

@@ -308,8 +308,11 @@ class MemoryStore:
             absent_sid(sid)
             return None
         # One atomic core call on a hit: no store lock needed (see "Locking" in the class doc).
-        value = self._core_get(sid, _MISSING)
-        if value is _MISSING:
+        # None, not _MISSING, answers a miss: on a free-threaded build every reference taken to
+        # a shared object writes its count, one cache line for all threads (None is immortal).
+        # A live stored None (serializer=None) costs one more core call, which answers _MISSING.
+        value = self._core_get(sid)
+        if value is None:
             value = self._core_pop_expired(sid, _MISSING)
             if value is _MISSING:
                 return None
