@@ -66,8 +66,18 @@ cdef extern from *:
     #endif
         return -1.0;
     }
+    /* Its resolution (the tick: 1-10 ms), or 0 where there is no coarse clock. */
+    static double memorystore_coarse_resolution(void) {
+    #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0 && clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+            return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    #endif
+        return 0.0;
+    }
     """
     double memorystore_coarse_clock() noexcept nogil
+    double memorystore_coarse_resolution() noexcept nogil
 
 cdef extern from *:
     """
@@ -105,6 +115,13 @@ cdef extern from *:
 cdef inline double default_clock() noexcept nogil:
     cdef double t = memorystore_coarse_clock()
     return t if t >= 0 else monotonic()
+
+# A coarse reading is up to one tick behind the true time.  Deadlines taken from it are set that
+# much earlier, so that an entry is never seen once its ttl has passed on time.monotonic() (a
+# `set(ttl=1); sleep(1); get()` misses, as with the pure core); it may leave up to two ticks early.
+# Remaining times add it back, so re-setting an entry with its remaining ttl does not shorten it.
+DEFAULT_CLOCK_SLACK = memorystore_coarse_resolution()
+cdef double default_clock_slack = DEFAULT_CLOCK_SLACK
 
 CYTHON_VERSION = "%d.%d.%d" % ((CYTHON_HEX_VERSION >> 24) & 0xFF, (CYTHON_HEX_VERSION >> 16) & 0xFF,
                                (CYTHON_HEX_VERSION >> 8) & 0xFF)
@@ -232,6 +249,7 @@ cdef class LRUCache:
         object _maxsize_obj, _ttl_obj, _getsizeof, _timer
         Py_ssize_t maxsize_c            # -1 = unbounded
         double default_lifetime         # INF when no default ttl
+        double clock_slack              # default_clock_slack with the C clock, 0 with a user timer
         # slots
         list slot_keys, slot_values
         Slot* slots
@@ -278,6 +296,7 @@ cdef class LRUCache:
         self.default_lifetime = INF if ttl is None else <double>ttl
         self._getsizeof = getsizeof
         self._timer = timer
+        self.clock_slack = default_clock_slack if timer is None else 0.0
 
     def __dealloc__(self):
         self._free_arrays()
@@ -318,6 +337,10 @@ cdef class LRUCache:
     # The time of this operation: the user timer's reading, or the C monotonic clock read now.
     cdef inline double _clock(self, double user_time) noexcept nogil:
         return default_clock() if user_time != user_time else user_time
+
+    # The deadline of an entry given `lifetime` at `now` (see default_clock_slack); INF stays INF.
+    cdef inline double _deadline(self, double now, double lifetime) noexcept nogil:
+        return now + lifetime - self.clock_slack
 
     # -- memory -------------------------------------------------------------
 
@@ -871,7 +894,7 @@ cdef class LRUCache:
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef Py_ssize_t size_c
-        cdef double now
+        cdef double now, deadline
         cdef Py_ssize_t s
         cdef list removed = None
         cdef str reason
@@ -885,8 +908,9 @@ cdef class LRUCache:
             now = self._clock(now)
             if only_if_absent and s >= 0 and self.slots[s].deadline > now:
                 return REFUSED
-            # now + lifetime <= now: ttl <= 0, or so small that adding it changes nothing
-            if now + lifetime <= now or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
+            # deadline <= now: ttl <= 0, or so small that the entry would be born expired
+            deadline = self._deadline(now, lifetime)
+            if deadline <= now or (self.maxsize_c >= 0 and size_c > self.maxsize_c):
                 if s >= 0:
                     removed = self._drop(<int32_t>s, SET if self.slots[s].deadline > now else EXPIRE, removed, collect)
             elif s >= 0:
@@ -902,13 +926,13 @@ cdef class LRUCache:
                     self.currsize_c += size_c - self.sizes[s]
                     self.sizes[s] = size_c
                 self._move_to_head(<int32_t>s)
-                self._file_deadline(<int32_t>s, now + lifetime, lifetime)
+                self._file_deadline(<int32_t>s, deadline, lifetime)
                 if self.maxsize_c >= 0 and self.currsize_c > self.maxsize_c:
                     removed = self._make_room(<int32_t>s, now, removed, collect, 0)
             else:
                 if self.maxsize_c >= 0 and self.currsize_c + size_c > self.maxsize_c:
                     removed = self._make_room(-1, now, removed, collect, size_c)
-                self._new_slot(key, value, h, now + lifetime, lifetime, size_c)
+                self._new_slot(key, value, h, deadline, lifetime, size_c)
         return removed
 
     def pop_expired(self, key, default=None):
@@ -934,7 +958,7 @@ cdef class LRUCache:
             now = self._clock(now)
             if s < 0 or self.slots[s].deadline <= now:
                 return None
-            return self.slots[s].deadline - now
+            return self.slots[s].deadline + self.clock_slack - now
 
     cdef list _snapshot(self, int what):
         # Live entries MRU first: 0 keys, 1 values, 2 (key, value), 3 (key, value, remaining).
@@ -957,7 +981,7 @@ cdef class LRUCache:
                     elif what == 2:
                         out.append((self.slot_keys[s], self.slot_values[s]))
                     else:
-                        out.append((self.slot_keys[s], self.slot_values[s], deadline - now))
+                        out.append((self.slot_keys[s], self.slot_values[s], deadline + self.clock_slack - now))
                 s = self.slots[s].next
         return out
 
@@ -1052,7 +1076,7 @@ cdef class LRUCache:
                 return False
             self._move_to_head(<int32_t>s)
             if lifetime > 0:
-                self._file_deadline(<int32_t>s, now + lifetime, lifetime)
+                self._file_deadline(<int32_t>s, self._deadline(now, lifetime), lifetime)
             else:
                 self._file_deadline(<int32_t>s, now, 0.0)
             return True

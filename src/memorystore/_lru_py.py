@@ -54,6 +54,10 @@ _NO_REMOVALS: tuple[Any, ...] = ()
 # How many stale heap items are tolerated, beyond one per entry, before a sweep.
 _HEAP_SLACK = 64
 
+# How much earlier than now + ttl a deadline is set: none, time.monotonic() is exact (the compiled
+# core's coarse clock sets deadlines one tick early: see _lru.pyx).
+DEFAULT_CLOCK_SLACK = 0.0
+
 
 def to_seconds(value: object, what: str = "ttl") -> float:
     """A duration (int, float or timedelta) as float seconds; rejects bool, NaN, non-numbers."""
