@@ -191,6 +191,54 @@ def test_inc_is_atomic_under_threads(cache: MemoryStoreCache) -> None:
     assert cache.get("n") == 1600
 
 
+# The next three hold what cachelib's own TestSimpleCache checks through SimpleCache's private
+# `_cache` (tools/peer_suites/expected-failures.txt lists those tests).
+
+
+def test_threshold_bounds_the_entries(fake_timer: Any) -> None:
+    cache = MemoryStoreCache(threshold=5, timer=fake_timer)
+    assert cache.set_many({f"k{i}": i for i in range(10)}) == [f"k{i}" for i in range(10)]
+    assert len(cache.store) == 5  # exactly the bound: the least recently set went first
+    assert cache.get_dict(*(f"k{i}" for i in range(10))) == {
+        **{f"k{i}": None for i in range(5)},
+        **{f"k{i}": i for i in range(5, 10)},
+    }
+
+
+def test_full_cache_drops_expired_entries_first(fake_timer: Any) -> None:
+    keys = [f"k{i}" for i in range(10)]
+    cache = MemoryStoreCache(threshold=2 * len(keys) - 1, timer=fake_timer)
+    for key in keys:
+        assert cache.set(f"{key}-t1", key, timeout=1)
+        assert cache.set(f"{key}-t5", key, timeout=5)
+    fake_timer.advance(2)
+    for key in keys:
+        assert cache.set(key, key)
+        assert cache.has(f"{key}-t5")  # live entries stay while expired ones can make room
+    assert not any(cache.has(f"{key}-t1") for key in keys)
+    # The last set found no expired entry left: it evicted the least recently used live one.
+    assert [key for key in keys if not cache.has(f"{key}-t5")] == ["k0"]
+    assert len(cache.store) == 2 * len(keys) - 1
+
+
+def test_concurrent_sets_keep_every_value(cache: MemoryStoreCache) -> None:
+    expected = {f"thread-{t}-key-{i}": t * 1000 + i for t in range(10) for i in range(50)}
+    barrier = threading.Barrier(10)
+
+    def writer(t: int) -> None:
+        barrier.wait()
+        for i in range(50):
+            cache.set(f"thread-{t}-key-{i}", expected[f"thread-{t}-key-{i}"])
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(cache.store) == len(expected)
+    assert cache.get_dict(*expected) == expected
+
+
 def test_values_are_returned_as_copies(cache: MemoryStoreCache) -> None:
     value = {"items": [1]}
     cache.set("k", value)

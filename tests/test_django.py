@@ -262,6 +262,56 @@ def test_incr_keeps_remaining_lifetime(cache, fake_timer):
     assert cache.get("forever") == 6
 
 
+def test_lru_order(store_cls, fake_timer):
+    # Django's LocMemCacheTests.test_lru_get/set/incr with MAX_ENTRIES=9, whose expectations also
+    # carry LocMemCache's CULL_FREQUENCY (it drops three entries when full): here exactly one goes,
+    # the least recently used, and get, set and incr all count as a use.
+    for use in ("get", "set", "incr"):
+        cache = MemoryStoreCache("", {"OPTIONS": {"store": store_cls(timer=fake_timer, serializer=None, max=9)}})
+        for key in range(9):
+            cache.set(key, key, timeout=None)
+        for key in range(6):
+            if use == "get":
+                assert cache.get(key) == key
+            elif use == "set":
+                cache.set(key, key, timeout=None)
+            else:
+                assert cache.incr(key) == key + 1
+        cache.set(9, 9, timeout=None)
+        used = {key: key + (use == "incr") for key in range(6)}
+        assert cache.get_many(range(10)) == {**used, 7: 7, 8: 8, 9: 9}, use  # 6 was the least recent
+
+
+class LockProbe:
+    """A value that, while pickled, records whether another thread can take ``LockProbe.lock``."""
+
+    lock: threading.RLock
+    free_while_pickled: list[bool] = []
+
+    def __getstate__(self):
+        def try_lock():
+            got = LockProbe.lock.acquire(blocking=False)
+            if got:
+                LockProbe.lock.release()
+            LockProbe.free_while_pickled.append(got)
+
+        thread = threading.Thread(target=try_lock)
+        thread.start()
+        thread.join(10)
+        return {}
+
+
+def test_pickling_happens_outside_the_lock(cache, monkeypatch):
+    # Django's test_locking_on_pickle calls locked() on the backend's lock, which an RLock has not
+    # (before Python 3.14): here another thread tries to take it while each value is pickled.
+    monkeypatch.setattr(LockProbe, "lock", cache._lock, raising=False)
+    monkeypatch.setattr(LockProbe, "free_while_pickled", [])
+    cache.set("set", LockProbe())
+    assert cache.add("add", LockProbe()) is True
+    cache.set_many({"many": LockProbe()})
+    assert LockProbe.free_while_pickled == [True, True, True]
+
+
 @pytest.fixture
 def fast_thread_switching():
     """Switch threads as often as possible, so that a race shows up within a short test."""
@@ -722,6 +772,20 @@ def test_save_after_concurrent_delete_raises_update_error(session_store):
     with pytest.raises(UpdateError):
         mine.save()
     assert key not in session_store
+
+
+def test_engine_saves_an_emptied_session(session_store):
+    # Django's SessionMiddlewareTests.test_empty_session_saved reads the database engine's model;
+    # here: a session emptied of its data, but not flushed, keeps its key and is stored empty.
+    s = SessionStore()
+    s["foo"] = "bar"
+    s.save()
+    key = s.session_key
+    del s["foo"]
+    s.save()
+    assert s.session_key == key
+    assert SessionStore().decode(session_store.get(key)) == {}
+    assert SessionStore(key).load() == {} and s.exists(key)
 
 
 def test_direct_api_exists_and_delete(session_store):

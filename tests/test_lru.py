@@ -138,6 +138,34 @@ def test_default_clock_is_monotonic(lru_impl: ModuleType) -> None:
     assert 59 < cache.remaining("k") <= 60 + 1e-9  # (now + 60) - now may round up
 
 
+def test_default_clock_never_shows_an_entry_once_its_ttl_has_passed(lru_impl: ModuleType) -> None:
+    # Django's own cache tests do `set(ttl=1); sleep(1); get()` and expect a miss.  The compiled
+    # core's coarse clock lags the true time by up to a tick (4 ms here), so before its deadlines
+    # were set a tick early that read hit about half the time.  This is about the default clock,
+    # which no fake timer can stand in for: each round waits (busily, 10 ms) on time.monotonic().
+    cache = lru_impl.LRUCache()
+    ttl = 0.010
+    seen = 0
+    for _ in range(30):
+        cache.put("k", 1, ttl=ttl)
+        start = time.monotonic()
+        while time.monotonic() - start < ttl:
+            pass
+        seen += "k" in cache
+    assert seen == 0
+    assert 0 <= lru_impl.DEFAULT_CLOCK_SLACK < 0.1
+
+
+def test_default_clock_remaining_does_not_shrink_when_reset(lru_impl: ModuleType) -> None:
+    # Setting an entry again with its remaining ttl (what Django's incr() does) keeps its deadline:
+    # the tick taken off at each write is given back by remaining().
+    cache = lru_impl.LRUCache()
+    cache.put("k", 1, ttl=60)
+    for _ in range(200):
+        cache.put("k", 1, ttl=cache.remaining("k"))
+    assert 59.5 < cache.remaining("k") <= 60 + 1e-9
+
+
 # -- mapping protocol -------------------------------------------------------------
 
 

@@ -5,9 +5,9 @@
 #   MEMORYSTORE_TEST_QUICK=1 bash tools/test.sh  steps 1-3 only
 #
 # How long, measured on the project's 2-core machine while other jobs shared it, with a
-# warm pip cache (a first run also downloads the dependencies): the whole check 54 minutes
-# (install 1.5, main suite 5, pure-core suite 3.5, benchmarks 1.5, CPython 3.12 and 3.13
-# 8 and 12, wheels 23); MEMORYSTORE_TEST_QUICK=1 about 10 to 15 minutes.  Each step prints
+# warm pip cache (a first run also downloads the dependencies): the whole check 55 minutes
+# (install 1.5, main suite 5, pure-core suite 3.5, benchmarks 1.5, peer suites 1, CPython 3.12
+# and 3.13 8 and 12, wheels 23); MEMORYSTORE_TEST_QUICK=1 about 10 to 15 minutes.  Each step prints
 # its time, and a summary ends the run.
 #
 # Steps:
@@ -18,7 +18,10 @@
 #      this tree (compiles the Cython core; the tree itself gets no build/ or .so);
 #   3. the suite against that INSTALLED package: both cores side by side, then again with
 #      MEMORYSTORE_NO_EXTENSIONS=1 (pure core only, as a pure wheel behaves);
-#   4. the benchmark suite once (--benchmark-disable: each benchmark runs once, nothing timed);
+#   4. the benchmark suite once (--benchmark-disable: each benchmark runs once, nothing timed),
+#      then the peers' own test suites against the adapters (tools/peer-suites.sh: cachelib's and
+#      Django's, from their sdists, kept in ~/.cache/memorystore/peer-sdists; about 1 minute;
+#      SKIP, never PASS, when an sdist cannot be downloaded);
 #   5. the suite on every other CPython pyenv offers (3.12, 3.13), each in its own environment;
 #   6. the sdist, the compiled and the pure wheel, built and tested as a user installs them
 #      (tools/check-wheels.sh), ending with one PASS/FAIL line.
@@ -81,8 +84,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# step NAME COMMAND...: run one step, time it, and record PASS, FAIL, or SKIP when the command
-# exits 77 (automake's convention for "cannot run here"); the run goes on either way.
+# step NAME COMMAND...: run one step, time it, and record PASS or FAIL (the run goes on).
+# A command that exits 77 (automake's convention) could not run here and has said so in a
+# loud line: the step is recorded as SKIP, neither a pass nor a failure.
 step() {
     local name=$1 started=$SECONDS rc=0
     shift
@@ -94,7 +98,6 @@ step() {
     if [ "$rc" -eq 0 ]; then
         RESULTS+=("PASS  $(printf '%4ds' "$took")  $name")
     elif [ "$rc" -eq 77 ]; then
-        # 77: the step could not run here and said why in one loud line (never a pass).
         RESULTS+=("SKIP  $(printf '%4ds' "$took")  $name (could not run here: see its loud line)")
     else
         RESULTS+=("FAIL  $(printf '%4ds' "$took")  $name (exit $rc)")
@@ -187,6 +190,7 @@ if [ -n "${MEMORYSTORE_TEST_QUICK:-}" ]; then
 fi
 
 step "benchmark smoke run (each benchmark once)" bench_smoke
+step "peer suites: cachelib's and Django's own tests on the adapters, both cores" bash tools/peer-suites.sh "$VENV/bin/python"
 
 for version in 3.12 3.13; do
     other=$(other_python "$version")

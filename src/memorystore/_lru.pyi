@@ -24,6 +24,9 @@ Reason: TypeAlias = Literal["set", "expire", "evict", "reject"]
 Eviction: TypeAlias = Literal["lru", "protect"]
 
 CYTHON_VERSION: str
+#: How much earlier than ``now + ttl`` the default clock's deadlines are set: one tick of the
+#: compiled core's coarse clock (0 for the pure core and with a ``timer``).
+DEFAULT_CLOCK_SLACK: float
 
 class LRUCache(Generic[K, V]):
     def __init__(

@@ -34,13 +34,12 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
 from libc.math cimport NAN
-from cpython.time cimport monotonic
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from memorystore._slots cimport (
     EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
-    Bucket, Counters, Slot, SlotsState, SlotsView,
+    Bucket, Counters, Slot, SlotsState, SlotsView, clock_slack, default_clock,
     expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_read, slot_set_size,
     slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert, table_size_for, home_bucket,
 )
@@ -54,22 +53,6 @@ from memorystore._stats import CacheStats
 
 cdef extern from *:
     long CYTHON_HEX_VERSION
-
-cdef extern from *:
-    """
-    #include <time.h>
-    /* Linux's coarse monotonic clock: same origin as CLOCK_MONOTONIC, a few
-       ms resolution, a plain vDSO read; -1 where there is none. */
-    static double memorystore_coarse_clock(void) {
-    #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
-        struct timespec ts;
-        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
-            return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    #endif
-        return -1.0;
-    }
-    """
-    double memorystore_coarse_clock() noexcept nogil
 
 cdef extern from *:
     """
@@ -116,10 +99,8 @@ cdef extern from *:
     void counter_add "memorystore_count"(uint64_t* counter, uint64_t n) noexcept nogil
 
 
-# The default clock: the coarse monotonic clock where there is one, else CPython's.
-cdef inline double default_clock() noexcept nogil:
-    cdef double t = memorystore_coarse_clock()
-    return t if t >= 0 else monotonic()
+# How much earlier than now + ttl the default clock's deadlines are set (see clock_slack in _slots.pxd).
+DEFAULT_CLOCK_SLACK = clock_slack()
 
 CYTHON_VERSION = "%d.%d.%d" % ((CYTHON_HEX_VERSION >> 24) & 0xFF, (CYTHON_HEX_VERSION >> 16) & 0xFF,
                                (CYTHON_HEX_VERSION >> 8) & 0xFF)
@@ -237,6 +218,7 @@ cdef class LRUCache:
         # configuration
         object _maxsize_obj, _ttl_obj, _getsizeof, _timer, _eviction
         double default_lifetime         # INF when no default ttl
+        double clock_slack              # DEFAULT_CLOCK_SLACK with the C clock, 0 with a user timer
         # keys and values by slot; the C arrays and scalars are in v / state
         list slot_keys, slot_values
         SlotsState state
@@ -276,6 +258,7 @@ cdef class LRUCache:
         self.default_lifetime = INF if ttl is None else <double>ttl
         self._getsizeof = getsizeof
         self._timer = timer
+        self.clock_slack = DEFAULT_CLOCK_SLACK if timer is None else 0.0
 
     def __dealloc__(self):
         self._free_arrays()
@@ -321,6 +304,10 @@ cdef class LRUCache:
     # The time of this operation: the user timer's reading, or the C monotonic clock read now.
     cdef inline double _clock(self, double user_time) noexcept nogil:
         return default_clock() if user_time != user_time else user_time
+
+    # The deadline of an entry given `lifetime` at `now` (see clock_slack in _slots.pxd); INF stays INF.
+    cdef inline double _deadline(self, double now, double lifetime) noexcept nogil:
+        return now + lifetime - self.clock_slack
 
     # -- memory -------------------------------------------------------------
 
@@ -632,7 +619,7 @@ cdef class LRUCache:
         cdef uint32_t h = <uint32_t>PyObject_Hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef int64_t size_c
-        cdef double now
+        cdef double now, deadline
         cdef int32_t s
         cdef list removed = None
         if size is None:
@@ -652,8 +639,9 @@ cdef class LRUCache:
                 counter_add(&self.state.counters.expirations, 1)
                 removed = self._drop(s, EXPIRE, removed, collect)
                 s = NIL
-            # now + lifetime <= now: ttl <= 0, or so small that adding it changes nothing
-            if now + lifetime <= now:
+            # deadline <= now: ttl <= 0, or so small that the entry would be born expired
+            deadline = self._deadline(now, lifetime)
+            if deadline <= now:
                 if s >= 0:
                     counter_add(&self.state.counters.deletions, 1)
                     removed = self._drop(s, SET, removed, collect)
@@ -674,14 +662,14 @@ cdef class LRUCache:
                 self.slot_values[s] = value      # the old value: in removed, or safe to release
                 slot_set_size(&self.v, s, size_c)
                 slot_written(&self.v, s)
-                expiry_file(&self.v, s, now + lifetime)
+                expiry_file(&self.v, s, deadline)
                 counter_add(&self.state.counters.writes, 1)
                 if self.state.maxsize >= 0 and self.state.size > self.state.maxsize:
                     removed = self._make_room(s, now, removed, collect, 0)
             else:
                 if self.state.maxsize >= 0 and self.state.size + size_c > self.state.maxsize:
                     removed = self._make_room(NIL, now, removed, collect, size_c)
-                self._new_entry(key, value, h, now + lifetime, size_c)
+                self._new_entry(key, value, h, deadline, size_c)
         return removed
 
     def pop_expired(self, key, default=None):
@@ -708,7 +696,7 @@ cdef class LRUCache:
             now = self._clock(now)
             if s < 0 or self.v.slots[s].deadline <= now:
                 return None
-            return self.v.slots[s].deadline - now
+            return self.v.slots[s].deadline + self.clock_slack - now
 
     cdef list _snapshot(self, int what):
         # Live entries MRU first: 0 keys, 1 values, 2 (key, value), 3 (key, value, remaining).
@@ -735,7 +723,7 @@ cdef class LRUCache:
                     elif what == 2:
                         out.append((self.slot_keys[s], self.slot_values[s]))
                     else:
-                        out.append((self.slot_keys[s], self.slot_values[s], deadline - now))
+                        out.append((self.slot_keys[s], self.slot_values[s], deadline + self.clock_slack - now))
         return out
 
     def entries(self):
@@ -846,7 +834,7 @@ cdef class LRUCache:
                 return False
             self._heap_room()
             slot_read(&self.v, s)
-            expiry_file(&self.v, s, now + lifetime if lifetime > 0 else now)
+            expiry_file(&self.v, s, self._deadline(now, lifetime) if lifetime > 0 else now)
             return True
 
     def pop(self, key, default=MISSING):

@@ -66,6 +66,10 @@ _HEAP_SLACK = 64
 _PROBATION = 0
 _PROTECTED = 1
 
+# How much earlier than now + ttl a deadline is set: none, time.monotonic() is exact (the compiled
+# core's coarse clock sets deadlines one tick early: see _lru.pyx).
+DEFAULT_CLOCK_SLACK = 0.0
+
 
 def to_seconds(value: object, what: str = "ttl") -> float:
     """A duration (int, float or timedelta) as float seconds; rejects bool, NaN, non-numbers."""

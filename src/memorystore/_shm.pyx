@@ -40,14 +40,13 @@ new str object).  The GIL is released while waiting for the mutex.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.time cimport monotonic
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 from memorystore._slots cimport (
     NIL, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
-    Bucket, Counters, Slot, SlotsState, SlotsView,
+    Bucket, Counters, Slot, SlotsState, SlotsView, clock_slack, default_clock,
     expiry_count, expiry_file, expiry_next, home_bucket, mru_next, slot_free, slot_read,
     slot_take, slot_written, slots_check, slots_rebuild, slots_reset, slots_victim, table_size_for,
 )
@@ -250,16 +249,6 @@ cdef extern from *:
         for (r = 0; r < d; r++) MS_SIPROUND;
         return v0 ^ v1 ^ v2 ^ v3;
     }
-
-    /* Linux's coarse monotonic clock (as _lru's default clock); -1 where there is none. */
-    static double ms_coarse_clock(void) {
-    #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
-        struct timespec ts;
-        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
-            return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    #endif
-        return -1.0;
-    }
     """
     int MS_SHM_SUPPORTED
     int EOWNERDEAD, ENOTRECOVERABLE, ETIMEDOUT, EBUSY
@@ -279,7 +268,6 @@ cdef extern from *:
     int ms_kill_fd
     void kill_point "MS_KILL_POINT"(int n) noexcept nogil
     uint64_t ms_siphash(uint64_t k0, uint64_t k1, const unsigned char* data, size_t n, int c, int d) noexcept nogil
-    double ms_coarse_clock() noexcept nogil
 
 ms_pid_init()
 
@@ -444,11 +432,6 @@ cdef inline int record_kind(uint64_t w) noexcept nogil:
     return <int>(w >> 60)
 
 
-cdef inline double default_clock() noexcept nogil:
-    cdef double t = ms_coarse_clock()
-    return t if t >= 0 else monotonic()
-
-
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 SHM_DIR = "/dev/shm"
 
@@ -549,6 +532,7 @@ cdef class ShmCache:
         char* blocks
         int64_t nblocks, max_session_bytes
         uint64_t seed0, seed1
+        double clock_slack              # clock_slack() with the default clock, 0 with a user timer
         object __weakref__
 
     def __init__(self, name, *, capacity, max_session_bytes=16384, arena_bytes=None, eviction="protect",
@@ -584,6 +568,7 @@ cdef class ShmCache:
         if timer is not None and not callable(timer):
             raise TypeError("timer must be callable or None")
         self._timer = timer
+        self.clock_slack = clock_slack() if timer is None else 0.0
         self._name = name
         self._eviction = eviction
         self._collect = bool(collect)
@@ -1151,7 +1136,7 @@ cdef class ShmCache:
                 st.counters.expirations += 1
                 removed = self._remove(s, EXPIRE, removed, key, self._collect)
                 s = NIL
-            deadline = now + lifetime
+            deadline = now + lifetime - self.clock_slack   # one tick early: see clock_slack
             if deadline <= now:                                 # ttl <= 0: removes
                 if s >= 0:
                     st.counters.deletions += 1
@@ -1311,7 +1296,7 @@ cdef class ShmCache:
             s = self._find(k, n, self._hash(k, n))
             if s < 0 or self.v.slots[s].deadline <= now:
                 return False
-            deadline = now + lifetime if lifetime > 0 else now
+            deadline = now + lifetime - self.clock_slack if lifetime > 0 else now
             ms_store_f64(self._deadline_at(s), deadline)        # the truth: one aligned store
             kill_point(KP_TOUCH_DEADLINE)
             slot_read(&self.v, s)
@@ -1383,7 +1368,7 @@ cdef class ShmCache:
             s = self._find(k, n, self._hash(k, n))
             if s < 0 or self.v.slots[s].deadline <= now:
                 return None
-            return self.v.slots[s].deadline - now
+            return self.v.slots[s].deadline + self.clock_slack - now
         finally:
             self._release()
 
@@ -1442,7 +1427,7 @@ cdef class ShmCache:
                     break
                 deadline = self.v.slots[s].deadline
                 if deadline > now:
-                    out.append((self._key(s), self._value(s), deadline - now))
+                    out.append((self._key(s), self._value(s), deadline + self.clock_slack - now))
         finally:
             self._release()
         return [(decode(k), decode(val), rem) for k, val, rem in out]

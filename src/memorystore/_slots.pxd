@@ -45,6 +45,49 @@ any live entry under both policies (the callers expire first).
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from cpython.time cimport monotonic
+
+
+# == The default clock (both cores) ==============================================
+#
+# Linux's coarse monotonic clock: the origin of CLOCK_MONOTONIC (so time.monotonic()
+# and every process of the host agree), a plain vDSO read of a few ns; elsewhere
+# CPython's monotonic clock.  A coarse reading is up to one tick (1-10 ms) behind the
+# true time, so the cores set deadlines one tick early (clock_slack()): an entry is
+# never seen once its ttl has passed on time.monotonic() (`set(ttl=1); sleep(1);
+# get()` misses, as with the pure core), at the price of leaving up to two ticks
+# early; remaining times add the tick back, so re-setting an entry with its
+# remaining ttl does not shorten it.
+
+cdef extern from *:
+    """
+    #include <time.h>
+    /* -1 where there is no coarse clock. */
+    static double memorystore_coarse_clock(void) {
+    #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+            return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    #endif
+        return -1.0;
+    }
+    /* Its tick, or 0 where there is no coarse clock. */
+    static double memorystore_coarse_resolution(void) {
+    #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0 && clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+            return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    #endif
+        return 0.0;
+    }
+    """
+    double memorystore_coarse_clock() noexcept nogil
+    double clock_slack "memorystore_coarse_resolution"() noexcept nogil
+
+
+cdef inline double default_clock() noexcept nogil:
+    cdef double t = memorystore_coarse_clock()
+    return t if t >= 0 else monotonic()
 
 cdef enum:
     NIL = -1
