@@ -45,6 +45,8 @@ MEMORYSTORE_NO_EXTENSIONS=1 "$VENV/bin/python" -m pytest -p no:cacheprovider -q
 step "benchmark smoke run (each benchmark once)"
 "$VENV/bin/python" -m pip install -q ".[bench]"
 "$VENV/bin/python" -m pytest -p no:cacheprovider -q bench --benchmark-disable
+# instruction counts vs dict (callgrind) against bench/results/instructions.json; fails if > 5% worse (~2 min)
+bash tools/instructions-gate.sh "$VENV/bin/python"
 
 for version in 3.12 3.13; do
     other=""
