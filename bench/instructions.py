@@ -11,12 +11,16 @@ Why instructions: the machine is shared and noisy, times move by 1.5x between
 runs; the number of instructions an operation executes does not.  Counted
 under valgrind's callgrind, it is exact and repeatable: the same binary, the
 same PYTHONHASHSEED and the same script give the same counts, run after run.
+The marker's client requests need valgrind's headers (Debian's valgrind
+package) and a C compiler.
 
 Method (issue 16):
 
 - Each implementation runs in its own process under callgrind, with a clean
   environment (``PYTHONHASHSEED=0``: str hashes, and so probe lengths, are
-  the same in every run), and only its own module imported, so what one peer
+  the same in every run), address-space randomization off (``setarch -R``:
+  where the allocator's mappings land changes a few instructions of its
+  bookkeeping), and only its own module imported, so what one peer
   allocates cannot change another's counts and the gate, which runs a subset,
   counts exactly what the full run counted.
 - Every operation gets a fresh cache of 100,000 entries (200,000 for the
@@ -37,7 +41,8 @@ Method (issue 16):
 - The statements are what a user writes: ``c.get(k)`` (the method lookup is
   part of the cost), ``c[k]``, ``c[k] = v``, ``del c[k]``, ``c.touch(k)``;
   5,000 of them per operation.  ``set new`` stores into a full cache, so every
-  store evicts (for ``dict``: ``c[k] = v; del c[oldest]``).
+  store evicts (for ``dict``: ``c[k] = v; del c[oldest]``); its keys are new
+  objects, hashed when stored, as a new session id is.
 - Expiry rows are one ``purge()`` or ``expire()`` call that removes all 200,000
   entries, divided by 200,000: one lifetime (1000 s), and two lifetimes
   interleaved (every 100th entry 10 s, the others 1000 s), on a fake clock moved
@@ -58,6 +63,11 @@ not absolute counts, so that another CPU (glibc picks its string functions per
 CPU) or compiler moves both sides alike.  Where valgrind cannot run, or the
 reference was counted with another CPython minor version, it says so in one
 loud line and does not pass silently.
+
+``--profile DIR`` also writes, for the hot rows of memorystore (get hit, set
+new, delete, purge, expire), the hottest lines of the core's Cython source and
+the hottest C functions, per operation, from the same dumps
+(bench/results/profiles/).
 """
 
 from __future__ import annotations
@@ -867,7 +877,7 @@ def write_profiles(counts: dict[str, Any], directory: str, tag: str, top: int = 
     os.makedirs(directory, exist_ok=True)
     for name, rows in counts.items():
         for op, row in rows.items():
-            if op not in PROFILE_OPS or "dump" not in row:
+            if op not in PROFILE_OPS or "dump" not in row or not SUBJECTS_BY_NAME[name].own:
                 continue
             ops = row["ops"]
             by_function, by_line = read_dump(row["dump"])
