@@ -1013,6 +1013,17 @@ def compare(reference: dict[str, Any], now: dict[str, Any], tolerance: float = T
     return passed, "\n".join(lines)
 
 
+def same_totals(reference: dict[str, Any], now: dict[str, Any]) -> tuple[int, int]:
+    """(rows whose raw totals equal the reference's, rows counted now): exactness at a glance."""
+    exact = rows = 0
+    for name, by_op in now["counts"].items():
+        for op, row in by_op.items():
+            rows += 1
+            old = reference["counts"].get(name, {}).get(op, {})
+            exact += (old.get("total"), old.get("empty")) == (row["total"], row["empty"])
+    return exact, rows
+
+
 def gate(python: str, reference_path: str, jobs: int) -> int:
     """The regression gate; exit status 0 (passed or loudly skipped) or 1 (a ratio got worse)."""
     loud = "!!! INSTRUCTION-COUNT GATE SKIPPED:"
@@ -1048,6 +1059,11 @@ def gate(python: str, reference_path: str, jobs: int) -> int:
         f"(counted {reference['date']}, CPython {recorded}); fails on > {100 * TOLERANCE:.0f}% worse"
     )
     print(report)
+    exact, rows = same_totals(reference, now)
+    print(
+        f"{exact} of {rows} rows counted exactly as in the reference"
+        + ("" if exact == rows else " (another binary, CPU or script: the ratios above are what is compared)")
+    )
     took = time.monotonic() - started
     print(f"instruction-count gate: {'PASSED' if passed else 'FAILED'} ({took:.0f} s)")
     return 0 if passed else 1

@@ -136,3 +136,11 @@ def test_every_counted_loop_runs_and_does_what_its_row_claims(marker: str, name:
     subject = instructions.SUBJECTS_BY_NAME[name]
     assert [row["label"] for row in manifest] == [f"{name}|{op}" for op in subject.all_ops()]
     assert all(row["ops"] > 0 for row in manifest)
+
+
+def test_same_totals_counts_rows_counted_exactly_as_in_the_reference() -> None:
+    reference = {"counts": {"dict": {"get_hit": {"total": 10, "empty": 2}, "delete": {"total": 7, "empty": 1}}}}
+    now = {"counts": {"dict": {"get_hit": {"total": 10, "empty": 2}, "delete": {"total": 8, "empty": 1}}}}
+    assert instructions.same_totals(reference, now) == (1, 2)
+    now["counts"]["memorystore-c"] = {"get_hit": {"total": 1, "empty": 0}}  # not in the reference
+    assert instructions.same_totals(reference, now) == (1, 3)
