@@ -6,25 +6,39 @@ Usage::
     python bench/memory.py --n 100000 --only memorystore-c,lru-dict --json out.json
     python bench/memory.py --no-soak            # skip the churn soak
 
-Each implementation is measured in a FRESH CHILD PROCESS (so nothing one
-allocates can flatter the next), twice: once reading RSS (``/proc/self/statm``)
-and once under ``tracemalloc`` (which would distort RSS if both ran together).
+Each figure comes from a FRESH CHILD PROCESS that does what a plain script
+does (nothing one measurement allocates can flatter the next), read twice:
+once from RSS (``/proc/self/statm``), once under ``tracemalloc`` (which would
+distort RSS if both ran together).  RSS is what a user's process sees, so
+nothing helps it: no ``malloc_trim``, and nothing large is made and freed
+before the baseline: freeing a block glibc had mapped on its own (> 128 KiB)
+raises its mmap threshold to that block's size (up to 32 MiB), and from then
+on arrays below it come from the heap, where a freed array stays resident
+unless it sits at the top; the same cache gives back 100% or 58% after
+``clear()`` depending on that history.
 In each child:
 
-1. the keys (random 37-char ``str``, fixed seed) and the values (distinct ints)
-   are created first and kept alive, so they are part of the baseline: what is
-   measured is the implementation's own cost, not the keys and values;
+1. the keys (random 37-char ``str``, fixed seed, made in one list comprehension)
+   and the values (distinct ints) are created first and kept alive, so they are
+   part of the baseline: what is measured is the implementation's own cost;
 2. ``fill``: n entries stored; bytes/entry = (after - baseline) / n;
-3. ``clear()``: the share of the growth given back;
-4. refill, let every entry expire, prune: the share of the growth given back
-   (TTL implementations only; a fake timer where the implementation accepts
-   one, real time for cachebox, a "now" in the future for cachelib's
+3. in one child ``clear()`` then ``gc.collect()``: the share of the growth given
+   back; in another (TTL implementations) every entry expires and one prune
+   removes them all (memorystore: ``purge()``, what ``MemoryStore.prune()``
+   does without a dispose callback; a fake timer where the implementation
+   accepts one, real time for cachebox, a "now" in the future for cachelib's
    ``_remove_expired``; Django's LocMemCache has no prune and is n/a).
 
 tracemalloc sees only allocations made through Python's allocators: a Rust
 (cachebox) or C++ peer that uses its own allocator shows up in RSS only.
 cachelib and Django pickle every value (and Django prefixes every key), so
 their figures include those per-entry copies: that is what they cost.
+
+"fresh vs old": one ``expire()`` (and ``purge()``) removing 1% of 200k
+entries, timed on a cache filled a moment ago and on one that has lived
+through ``gc.collect()``: the (key, value) tuples ``expire()`` hands back
+trigger young-generation collections, which traverse a cache that is still
+young (its key and value lists included).
 
 The churn soak runs a bounded ``MemoryStore`` (and the bare cores) through 10x
 its size in new sessions with expiry (fake clock) and periodic prunes, and
@@ -124,7 +138,10 @@ def _clear(cache: Any) -> None:
 
 def _expire_fake(cache: Any, timer: FakeTimer) -> None:
     timer.advance(TTL + 1)
-    cache.expire()
+    if hasattr(cache, "purge"):  # memorystore: what MemoryStore.prune() does without a dispose callback
+        cache.purge()
+    else:
+        cache.expire()
 
 
 def _core(module: str, ttl: float | None) -> Callable[[int, FakeTimer], Any]:
@@ -270,12 +287,31 @@ def _held(cache: Any) -> int:
 # --------------------------------------------------------------------------- child: one implementation
 
 
-def measure_entries(name: str, n: int, mode: str) -> dict[str, Any]:
-    """In this (fresh) process: bytes/entry at n entries and what clear/expire give back."""
-    from memorystore._bench import KeyPool
+def plain_keys(n: int, seed: int = SEED) -> list[str]:
+    """n random 37-char keys, made the way a plain script makes them: nothing big made and freed.
 
+    Not ``memorystore._bench.KeyPool``: it de-duplicates through a set that is
+    freed when the pool goes, and freeing a block that large (32 MiB at 1M keys)
+    raises glibc's mmap threshold for the rest of the process, so the arrays a
+    cache allocates afterwards come from the heap instead of their own mappings,
+    and what ``clear()`` gives back changes completely (memorystore: 58% in a
+    plain script, 100% after such a free; lru-dict and cachebox: the reverse).
+    Duplicates are not filtered (28 random bytes each): the caller checks the
+    cache holds n entries.
+    """
+    rng = random.Random(seed)
+    encode = base64.urlsafe_b64encode
+    return [encode(rng.randbytes(28)).decode()[:37] for _ in range(n)]
+
+
+def measure_entries(name: str, n: int, mode: str, scenario: str = "clear") -> dict[str, Any]:
+    """In this (fresh) process: bytes/entry at n entries, then what ``scenario`` gives back.
+
+    ``clear``: ``clear()``; ``prune``: every entry expires, then one prune (a
+    separate process, so neither scenario inherits the other's heap).
+    """
     subject = SUBJECTS_BY_NAME[name]
-    keys = KeyPool(SEED).take(n)
+    keys = plain_keys(n)
     values = list(range(10**9, 10**9 + n))  # distinct objects, preallocated
     by_key = dict(zip(keys, values)) if name == "lru_cache" else None
     timer = FakeTimer()
@@ -310,24 +346,70 @@ def measure_entries(name: str, n: int, mode: str) -> dict[str, Any]:
     filled = meter()
     if name != "lru_cache":
         assert _held(cache) == n, f"{name}: holds {_held(cache)} of {n}"
-    clear()
-    cleared = meter()
     result: dict[str, Any] = {
         "impl": name,
         "mode": mode,
         "n": n,
         "bytes_per_entry": (filled - base) / n,
-        "given_back_after_clear": (filled - cleared) / max(filled - base, 1),
         "fill_seconds": round(fill_seconds, 3),
     }
-    if subject.expire_all is not None:
-        fill()
-        refilled = meter()
+    if scenario == "clear":
+        clear()
+        result["given_back_after_clear"] = (filled - meter()) / max(filled - base, 1)
+    elif subject.expire_all is not None:
         subject.expire_all(cache, timer)
         assert _held(cache) == 0, f"{name}: {_held(cache)} entries left after expiring all"
-        pruned = meter()
-        result["given_back_after_prune"] = (refilled - pruned) / max(refilled - base, 1)
+        result["given_back_after_prune"] = (filled - meter()) / max(filled - base, 1)
     return result
+
+
+EXPIRE_AGE_SUBJECTS = ("memorystore-c-ttl", "cachetools.TTLCache")
+
+
+def expire_by_age(name: str, n: int, rounds: int = 5) -> dict[str, Any]:
+    """Time one prune that removes 1% of n entries, on a just-filled cache and on a collected one.
+
+    ``expire()`` hands back a (key, value) tuple per entry; allocating them
+    triggers young-generation collections, and those traverse whatever is
+    young: a cache filled a moment ago is (its key and value lists included),
+    a cache that has lived through a collection is not.  Rounds alternate
+    fresh and old; a new cache each time.
+    """
+    subject = SUBJECTS_BY_NAME[name]
+    keys = plain_keys(n)
+    values = list(range(10**9, 10**9 + n))
+    first = n // 100
+    methods = ("expire", "purge") if name.startswith("memorystore") else ("expire",)
+    samples: dict[str, list[float]] = {f"{method}_{age}": [] for method in methods for age in ("fresh", "old")}
+    for _round in range(rounds):
+        for method in methods:
+            for age in ("fresh", "old"):
+                timer = FakeTimer()
+                cache = subject.build(n, timer)
+                subject.fill(cache, keys[:first], values[:first])  # these expire first
+                timer.advance(TTL / 2)
+                subject.fill(cache, keys[first:], values[first:])
+                if age == "old":
+                    gc.collect()  # as in a server, where the cache has lived through collections
+                timer.advance(TTL / 2 + 1)  # the first 1% have expired, the rest have not
+                started = time.perf_counter()
+                removed = getattr(cache, method)()
+                took = time.perf_counter() - started
+                count = removed if isinstance(removed, int) else len(removed)
+                assert count == first, f"{name}.{method}() removed {count}, expected {first}"
+                samples[f"{method}_{age}"].append(took)
+                del removed, cache
+                gc.collect()
+    out: dict[str, Any] = {"impl": name, "n": n, "expired": first, "rounds": rounds}
+    for what, seconds in samples.items():
+        seconds.sort()
+        out[what] = {
+            "median_ms": round(1e3 * seconds[len(seconds) // 2], 3),
+            "min_ms": round(1e3 * seconds[0], 3),
+            "max_ms": round(1e3 * seconds[-1], 3),
+            "ns_per_expired": round(1e9 * seconds[len(seconds) // 2] / first, 1),
+        }
+    return out
 
 
 def churn_soak(name: str, size: int, mode: str, laps: int = 10) -> dict[str, Any]:
@@ -407,8 +489,10 @@ def _pct(value: float | None, measured: dict[str, Any] | None = None) -> str:
     return f"{100 * value:.0f}%"
 
 
-def run(n: int, only: set[str] | None, soak_size: int, soak: bool, log: Any = sys.stderr) -> dict[str, Any]:
-    results: dict[str, Any] = {"n": n, "python": sys.version.split()[0], "entries": {}, "soak": {}}
+def run(
+    n: int, only: set[str] | None, soak_size: int, soak: bool, expire_n: int = 200_000, log: Any = sys.stderr
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"n": n, "python": sys.version.split()[0], "entries": {}, "expire_age": {}, "soak": {}}
     subjects = [s for s in SUBJECTS if (only is None or s.name in only)]
     for subject in subjects:
         if not _installed(subject):
@@ -420,8 +504,20 @@ def run(n: int, only: set[str] | None, soak_size: int, soak: bool, log: Any = sy
         for mode in ("rss", "trace"):
             log.write(f"\r{subject.name} ({mode})...".ljust(50))
             log.flush()
-            row[mode] = _child(["entries", subject.name, str(n), mode])
+            row[mode] = _child(["clear", subject.name, str(n), mode])
+            if subject.expire_all is not None and "error" not in row[mode]:
+                pruned = _child(["prune", subject.name, str(n), mode])
+                if "error" in pruned:
+                    row[mode] = pruned
+                else:
+                    row[mode]["given_back_after_prune"] = pruned["given_back_after_prune"]
         results["entries"][subject.name] = row
+    for name in EXPIRE_AGE_SUBJECTS:
+        if (only is not None and name not in only) or not _installed(SUBJECTS_BY_NAME[name]):
+            continue
+        log.write(f"\rexpire, fresh vs old: {name}...".ljust(50))
+        log.flush()
+        results["expire_age"][name] = _child(["expire_age", name, str(expire_n), "time"])
     if soak:
         for name in SOAK_SUBJECTS:
             if only is not None and name not in only:
@@ -452,6 +548,26 @@ def format_results(results: dict[str, Any]) -> str:
             f"{name:22} {r['bytes_per_entry']:11.1f} {t['bytes_per_entry']:14.1f} {_pct(r['given_back_after_clear'], r):>15} {_pct(t['given_back_after_clear'], t):>18}"
             f" {_pct(r.get('given_back_after_prune'), r):>15} {_pct(t.get('given_back_after_prune'), t):>18}"
         )
+    if results.get("expire_age"):
+        lines += [
+            "",
+            "one prune removing 1% of the entries: a cache filled a moment ago vs one that lived through gc.collect()",
+            "",
+        ]
+        for name, row in results["expire_age"].items():
+            if "error" in row:
+                lines.append(f"{name:22} error: {row['error']}")
+                continue
+            for what in ("expire", "purge"):
+                fresh, old = row.get(f"{what}_fresh"), row.get(f"{what}_old")
+                if fresh is None or old is None:
+                    continue
+                lines.append(
+                    f"{name + '.' + what + '()':30} {row['expired']} of {row['n']}: fresh {fresh['median_ms']:.2f} ms"
+                    f" ({fresh['min_ms']:.2f}-{fresh['max_ms']:.2f}), old {old['median_ms']:.2f} ms"
+                    f" ({old['min_ms']:.2f}-{old['max_ms']:.2f}); {fresh['ns_per_expired']:.0f} vs"
+                    f" {old['ns_per_expired']:.0f} ns per expired entry"
+                )
     if results["soak"]:
         lines += [
             "",
@@ -477,22 +593,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated implementation names")
     parser.add_argument("--soak-size", type=int, default=100_000, help="bound of the churn-soak store (default 100k)")
     parser.add_argument("--no-soak", action="store_true", help="skip the churn soak")
+    parser.add_argument(
+        "--expire-n", type=int, default=200_000, help="entries of the fresh-vs-old prune timing (default 200k)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--child", nargs=4, metavar=("KIND", "IMPL", "N", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, name, count, mode = args.child
-        measured = measure_entries(name, int(count), mode) if kind == "entries" else churn_soak(name, int(count), mode)
+        if kind in ("clear", "prune"):
+            measured = measure_entries(name, int(count), mode, kind)
+        elif kind == "expire_age":
+            measured = expire_by_age(name, int(count))
+        else:
+            measured = churn_soak(name, int(count), mode)
         print(json.dumps(measured))
         return 0
     only = None if args.only is None else {name.strip() for name in args.only.split(",") if name.strip()}
-    results = run(args.n, only, args.soak_size, not args.no_soak)
+    results = run(args.n, only, args.soak_size, not args.no_soak, args.expire_n)
     print(format_results(results))
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)
     failed = [name for name, row in results["entries"].items() if any("error" in m for m in row.values())]
     failed += [name for name, row in results["soak"].items() if any("error" in m for m in row.values())]
+    failed += [name for name, row in results["expire_age"].items() if "error" in row]
     return 1 if failed else 0
 
 

@@ -191,6 +191,8 @@ fi
 
 step "benchmark smoke run (each benchmark once)" bench_smoke
 step "peer suites: cachelib's and Django's own tests on the adapters, both cores" bash tools/peer-suites.sh "$VENV/bin/python"
+# Instruction counts (callgrind, exact) against bench/results/instructions.json: > 5% worse fails.
+step "instruction-count gate (callgrind)" bash tools/instructions-gate.sh "$VENV/bin/python"
 
 for version in 3.12 3.13; do
     other=$(other_python "$version")
