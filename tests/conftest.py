@@ -122,6 +122,8 @@ STORE_PARAMS = [*CORE_PARAMS, pytest.param("shm", id="shm", marks=pytest.mark.c_
 
 # Tests of a MemoryStore that do not apply to a SharedMemoryStore, with the reason.
 NOT_FOR_SHARED = {
+    "test_a_shared_store_adds_recoveries": "subclasses the store to fake recoveries; the real shared store's "
+    "are checked by test_counters_and_gauges_per_store[shm]",
     "test_core_is_built_from_core_class_and_read_only": "the shared core is ShmCache, not _core_class",
     "test_interpreter_exits_with_running_thread": "runs a MemoryStore of a core module in a subprocess",
     "test_snapshot_survives_a_new_process": "runs a MemoryStore of a core module in a subprocess",

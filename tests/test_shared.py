@@ -71,7 +71,7 @@ def session(i, size=0):
         ({"name": b"abc"}, TypeError, "name"),
         ({"capacity": 0}, ValueError, "capacity"),
         ({"capacity": -1}, ValueError, "capacity"),
-        ({"capacity": 2.0}, ValueError, "capacity"),
+        ({"capacity": 2.0}, TypeError, "capacity"),
         ({"capacity": "10"}, TypeError, "capacity"),
         ({"capacity": True}, TypeError, "capacity"),
         ({"capacity": 1 << 40}, ValueError, "capacity"),

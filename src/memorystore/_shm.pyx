@@ -479,10 +479,10 @@ def segment_path(str name):
 
 
 cdef int check_int(object value, str what, int64_t low, int64_t high) except -1:
-    if isinstance(value, float):        # as MemoryStore's max
-        raise ValueError(f"{what} must be a whole number (an int), not {value!r}")
+    # As MemoryStore's max: TypeError for anything but an int, floats such as 1e6 included.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+        hint = f" (write {int(value)} for {value!r})" if isinstance(value, float) and value.is_integer() else ""
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}{hint}")
     if not low <= value <= high:
         raise ValueError(f"{what} must be between {low} and {high}, not {value}")
     return 0
