@@ -205,6 +205,16 @@ def exercise_flask(namespace: dict[str, Any]) -> None:
     assert_flask_types_survive(app.session_interface)
 
 
+def exercise_shared_flask(namespace: dict[str, Any]) -> None:
+    store = namespace["app"].session_interface.store
+    try:
+        # Every Flask session type survives the shared segment too, and the session is in it.
+        assert_flask_types_survive(namespace["app"].session_interface)
+        assert store.stats().writes >= 1 and len(store) >= 1
+    finally:
+        store.unlink()
+
+
 def exercise_flask_session(namespace: dict[str, Any]) -> None:
     import datetime as dt
 
@@ -389,7 +399,8 @@ def exercise_prometheus(namespace: dict[str, Any]) -> None:
 
 # Marker (a string only that block contains) -> what to do with its namespace afterwards.
 EXERCISED: dict[str, Callable[[dict[str, Any]], None]] = {
-    "from memorystore.flask import": exercise_flask,
+    "MemoryStoreSessionInterface(MemoryStore(max=100_000": exercise_flask,
+    'SharedMemoryStore("readme-flask"': exercise_shared_flask,
     "from flask_session import Session": exercise_flask_session,
     "from memorystore.wsgi import": exercise_wsgi,
     "from memorystore.pyramid import": exercise_pyramid,
@@ -406,6 +417,8 @@ RUN_ONLY = [
     "from memorystore.aio import AsyncMemoryStore",
     "users_kept_through_a_flood",
     "store.reset_stats()",
+    'SharedMemoryStore("readme-demo"',
+    "threads = [threading.Thread(target=visitor",
 ]
 
 
