@@ -4,11 +4,9 @@
 #   bash tools/test.sh                          the whole check
 #   MEMORYSTORE_TEST_QUICK=1 bash tools/test.sh  steps 1-3 only
 #
-# How long, measured on the project's 2-core machine while other jobs shared it, with a
-# warm pip cache (a first run also downloads the dependencies): the whole check 55 minutes
-# (install 1.5, main suite 5, pure-core suite 3.5, benchmarks 1.5, peer suites 1, CPython 3.12
-# and 3.13 8 and 12, wheels 23); MEMORYSTORE_TEST_QUICK=1 about 10 to 15 minutes.  Each step prints
-# its time, and a summary ends the run.
+# How long: see the README ("Development") for the last measured run; each step prints its
+# time, and a summary ends the run.  A first run on a new machine also downloads the
+# dependencies and builds a free-threaded CPython (minutes; cached afterwards).
 #
 # Steps:
 #   1. redis-server for the Redis tests (Debian's package, tools/redis-for-tests.sh), and
@@ -16,15 +14,22 @@
 #      cannot be installed, one loud line says the browser test will skip);
 #   2. a virtual environment of its own with memorystore[test] installed from a snapshot of
 #      this tree (compiles the Cython core; the tree itself gets no build/ or .so);
-#   3. the suite against that INSTALLED package: both cores side by side, then again with
-#      MEMORYSTORE_NO_EXTENSIONS=1 (pure core only, as a pure wheel behaves);
-#   4. the benchmark suite once (--benchmark-disable: each benchmark runs once, nothing timed),
-#      then the peers' own test suites against the adapters (tools/peer-suites.sh: cachelib's and
-#      Django's, from their sdists, kept in ~/.cache/memorystore/peer-sdists; about 1 minute;
-#      SKIP, never PASS, when an sdist cannot be downloaded);
+#   3. the suite against that INSTALLED package: both cores side by side, every test; then
+#      again with MEMORYSTORE_NO_EXTENSIONS=1 (pure core only, as a pure wheel behaves);
+#   4. the benchmark suite once (--benchmark-disable: each benchmark runs once, nothing timed);
+#      the peers' own test suites against the adapters (tools/peer-suites.sh: cachelib's and
+#      Django's, from their sdists, kept in ~/.cache/memorystore/peer-sdists); the
+#      instruction-count gate (tools/instructions-gate.sh: callgrind, exact counts against
+#      bench/results/instructions.json);
 #   5. the suite on every other CPython pyenv offers (3.12, 3.13), each in its own environment;
 #   6. the sdist, the compiled and the pure wheel, built and tested as a user installs them
-#      (tools/check-wheels.sh), ending with one PASS/FAIL line.
+#      (tools/check-wheels.sh), ending with one PASS/FAIL line;
+#   7. a free-threaded CPython, built once (tools/freethreaded-python.sh) and cached outside
+#      the checkout: the suite with the GIL asserted off, the thread tests under
+#      pytest-run-parallel (tools/test-freethreaded.sh).
+# The long multi-process and stress tests (marker "slow") run in step 3's first run only.
+# A step that cannot run here (no valgrind, no sdist download, no free-threaded build) says so
+# in one loud line and is a SKIP in the summary, never a PASS.
 #
 # Its virtual environments live in .test-envs/ (never the .venv the README's demo command
 # makes) and are removed at the end, with every other file the run made, unless
@@ -137,12 +142,20 @@ install_into() {
     "$venv/bin/python" -m pip install -q "$ENVS/src[test]"
 }
 
+# suite PYTHON [PYTEST ARGS...]
 suite() {
-    "$1" -m pytest -p no:cacheprovider -q
+    local python=$1
+    shift
+    "$python" -m pytest -p no:cacheprovider -q "$@"
 }
 
+# The long multi-process, stress and soak tests (marker "slow": real servers, SIGKILL storms,
+# state machines) run once, in the main suite; the later runs of the same tests on another
+# interpreter, core or packaging skip them (they test the same code, not the packaging).
+NOT_SLOW=(-m "not slow")
+
 pure_suite() {
-    MEMORYSTORE_NO_EXTENSIONS=1 "$1" -m pytest -p no:cacheprovider -q
+    MEMORYSTORE_NO_EXTENSIONS=1 "$1" -m pytest -p no:cacheprovider -q "${NOT_SLOW[@]}"
 }
 
 main_install() {
@@ -171,7 +184,7 @@ other_python() {
 wheels() {
     local keep=""
     [ -n "${MEMORYSTORE_KEEP:-}" ] && keep=1
-    CHECK_WHEELS_KEEP=$keep CHECK_WHEELS_PYTEST_ARGS='-q -x' bash tools/check-wheels.sh "$VENV/bin/python"
+    CHECK_WHEELS_KEEP=$keep CHECK_WHEELS_PYTEST_ARGS='-q -x -m "not slow"' bash tools/check-wheels.sh "$VENV/bin/python"
 }
 
 mkdir -p "$ENVS"
@@ -182,7 +195,7 @@ if ! step "install memorystore[test] into $VENV ($($PYTHON --version 2>&1))" mai
     exit 1
 fi
 step "tests: compiled and pure cores ($VENV)" suite "$VENV/bin/python"
-step "tests: MEMORYSTORE_NO_EXTENSIONS=1 (pure core only)" pure_suite "$VENV/bin/python"
+step "tests: MEMORYSTORE_NO_EXTENSIONS=1 (pure core only; not slow)" pure_suite "$VENV/bin/python"
 
 if [ -n "${MEMORYSTORE_TEST_QUICK:-}" ]; then
     skip "benchmark smoke run, other CPythons, wheels (MEMORYSTORE_TEST_QUICK=1)"
@@ -201,7 +214,7 @@ for version in 3.12 3.13; do
         continue
     fi
     if step "install memorystore[test] for $($other --version 2>&1)" install_into "$ENVS/py$version" "$other"; then
-        step "tests on $($other --version 2>&1)" suite "$ENVS/py$version/bin/python"
+        step "tests on $($other --version 2>&1) (not slow)" suite "$ENVS/py$version/bin/python" "${NOT_SLOW[@]}"
     fi
 done
 

@@ -93,6 +93,7 @@ class SharedMemoryStore(MemoryStore):
             stale=stale,
             no_dispose_on_set=no_dispose_on_set,
             serializer=serializer,
+            eviction=eviction,
             timer=timer,
         )
 
