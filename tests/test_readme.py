@@ -141,7 +141,12 @@ def give_redis(blk: Block, request: pytest.FixtureRequest, monkeypatch: pytest.M
     monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_url"))
 
 
-@pytest.mark.parametrize("blk", PYTHON, ids=str)
+def needs_core(text: str) -> tuple[pytest.MarkDecorator, ...]:
+    """A block that builds a SharedMemoryStore runs on the compiled core only (the pure one refuses it)."""
+    return (pytest.mark.c_extension,) if "SharedMemoryStore(" in text else ()
+
+
+@pytest.mark.parametrize("blk", [pytest.param(b, marks=needs_core(b.text)) for b in PYTHON], ids=str)
 def test_every_python_block_runs_as_written(
     blk: Block, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -422,7 +427,10 @@ RUN_ONLY = [
 ]
 
 
-@pytest.mark.parametrize("marker", list(EXERCISED), ids=lambda marker: str(block(marker)))
+@pytest.mark.parametrize(
+    "marker",
+    [pytest.param(m, marks=needs_core(block(m).text), id=str(block(m))) for m in EXERCISED],
+)
 def test_what_a_snippet_builds_works(
     marker: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
