@@ -74,7 +74,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
 
 
 def text(driver: webdriver.Chrome, element_id: str) -> str:
-    return str(driver.find_element(By.ID, element_id).text)
+    # Read in one script call: the page re-renders its figures every second, so an element found
+    # by one WebDriver call may be replaced before the next one reads it (a stale reference).
+    found = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e === null ? null : e.innerText;", element_id
+    )
+    assert found is not None, f"no element #{element_id} on the page"
+    return str(found).strip()
 
 
 def number(driver: webdriver.Chrome, element_id: str) -> int:
