@@ -34,6 +34,7 @@ step "install memorystore[test] into $VENV ($($PYTHON --version))"
 "$VENV/bin/python" -m pip install -q ".[test]"
 "$VENV/bin/python" -m memorystore info
 "$VENV/bin/python" -c 'import memorystore, sys; sys.exit(0 if memorystore.COMPILED else "the compiled core did not import")'
+bash tools/uwsgi-for-tests.sh "$VENV/bin/python"  # uWSGI for tests/test_servers.py (built from its sdist)
 
 step "tests: compiled and pure cores"
 "$VENV/bin/python" -m pytest -p no:cacheprovider -q
