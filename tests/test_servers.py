@@ -29,10 +29,20 @@ least twice), alternating the app; the other four combinations run a 6 s storm
 
 The control: the same apps on a per-process ``MemoryStore`` fail the "one
 session across workers" check in the same run, so the check can tell.
+
+The README's "Deploying with several workers" files (``myapp.py``,
+``gunicorn.conf.py``, ``uwsgi.ini``) run as written, only their port and
+segment name changed: one visitor's session follows it across the workers,
+and the shutdown hook removes the segment.
 """
 
 from __future__ import annotations
 
+import http.client
+import os
+import re
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +180,110 @@ def test_a_per_process_store_fails_the_check(config: tuple[str, str, str], tmp_p
     assert len(seen.pids) >= 2, "the control needs requests on several workers"
     assert seen.problems, "a per-process store passed the one-session check: the check cannot tell"
     assert any("counted 1 " in problem for problem in seen.problems), seen.problems[:5]
+
+
+# -- the README's deployment files, run as written ----------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_SECTION = "## Deploying with several workers"
+#: The README's files: their name (the first line of their block names them) and how each server runs them.
+README_FILES = {
+    "gunicorn": ("gunicorn.conf.py", ["-c", "gunicorn.conf.py"]),
+    "uwsgi": ("uwsgi.ini", ["--ini", "uwsgi.ini"]),
+}
+README_REQUESTS = 60
+
+
+def readme_files() -> dict[str, str]:
+    """The section's code blocks, by the file name their first line gives (``# myapp.py: ...``)."""
+    if not README.exists():
+        pytest.skip("README.md is not beside the tests (a copy of the suite outside the source tree)")
+    section = README.read_text(encoding="utf-8").split(f"\n{README_SECTION}\n")[1].split("\n## ")[0]
+    files = {}
+    for text in re.findall(r"^```\w+\n(.*?)^```$", section, re.S | re.M):
+        name = text.splitlines()[0].lstrip("#; ").split(":")[0]
+        files[name] = text
+    return files
+
+
+def as_deployed_here(name: str, text: str, segment: str, port: int) -> str:
+    """A README file with only its segment name and its port changed (this test's own name, a free port)."""
+    changes = {
+        "myapp.py": [('SharedMemoryStore("myapp"', f'SharedMemoryStore("{segment}"')],
+        "gunicorn.conf.py": [("127.0.0.1:8000", f"127.0.0.1:{port}")],
+        "uwsgi.ini": [("127.0.0.1:8000", f"127.0.0.1:{port}"), ("/dev/shm/memorystore.myapp", segment_path(segment))],
+    }[name]
+    for written, here in changes:
+        assert text.count(written) == 1, f"README {name}: {written!r} is not there once"
+        text = text.replace(written, str(here))
+    return text
+
+
+def get_visit(port: int, cookie: str | None) -> tuple[int, int, str | None]:
+    """``GET /`` of the README's app on a new connection: (visit number, worker pid, the cookie to send next)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/", headers={"Connection": "close", **({"Cookie": cookie} if cookie else {})})
+        response = connection.getresponse()
+        body = response.read().decode()
+        assert response.status == 200, f"HTTP {response.status}: {body[:300]}"
+        set_cookie = response.getheader("Set-Cookie")
+    finally:
+        connection.close()
+    match = re.fullmatch(r"visit (\d+), served by worker (\d+)\n", body)
+    assert match, body
+    return int(match.group(1)), int(match.group(2)), set_cookie.split(";", 1)[0] if set_cookie else cookie
+
+
+@pytest.mark.parametrize("server_name", [pytest.param(name, marks=[pytest.mark.skip(reason=_skip_reason(name))]
+                                                      if _skip_reason(name) else []) for name in README_FILES])  # fmt: skip
+def test_the_readmes_deployment_files_run_as_written(server_name: str, tmp_path: Path) -> None:
+    """myapp.py with the README's gunicorn.conf.py / uwsgi.ini: 4 workers share the sessions, and the
+    shutdown hook removes the segment."""
+    files = readme_files()
+    config_name, arguments = README_FILES[server_name]
+    assert {"myapp.py", config_name} <= set(files), f"README section {README_SECTION!r} has {sorted(files)}"
+    segment, port = serverlib.new_segment_name("readme"), serverlib.free_port()
+    for name in ("myapp.py", config_name):
+        (tmp_path / name).write_text(as_deployed_here(name, files[name], segment, port), encoding="utf-8")
+    binary = serverlib.server_binary(server_name)
+    assert binary is not None
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [binary, *arguments], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log_tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(serverlib.children_of(process.pid)) < WORKERS:  # the workers are up, then one answers
+            assert process.poll() is None, f"{server_name} exited with {process.returncode}:\n{log_tail()}"
+            assert time.monotonic() < deadline, f"{server_name}: no {WORKERS} workers within 60 s:\n{log_tail()}"
+            time.sleep(0.05)
+        while True:
+            try:
+                get_visit(port, None)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{server_name}: no answer within 60 s:\n{log_tail()}"
+                time.sleep(0.05)
+
+        cookie, pids = None, set()
+        for number in range(1, README_REQUESTS + 1):  # one visitor: one session, whichever worker answers
+            visit, pid, cookie = get_visit(port, cookie)
+            assert visit == number, f"request {number} was visit {visit} (worker {pid}; workers so far {pids})"
+            pids.add(pid)
+        assert len(pids) >= 2, f"{README_REQUESTS} requests reached only worker(s) {pids}"
+        assert segment_path(segment).exists()
+
+        process.send_signal(signal.SIGTERM)  # the master stops: its hook unlinks the segment
+        process.wait(30)
+        assert not segment_path(segment).exists(), f"the README's hook did not remove the segment:\n{log_tail()}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+        serverlib.remove_segment(segment)
