@@ -1,6 +1,6 @@
 """End-to-end benchmark: one Flask endpoint under gunicorn, on six session stores, at 1, 2 and 4 workers.
 
-    python bench/e2e.py                       # the full run (~8 minutes), writes bench/results/e2e.md and .png
+    python bench/e2e.py                       # the full run (~6 minutes), writes bench/results/e2e.md and .png
     python bench/e2e.py --workers 2 --seconds 0.5 --rounds 1 --out /tmp/e2e.md --plot /tmp/e2e.png  # a smoke run
 
 What is measured: requests per second and the p50/p99 latency of ``GET /``
@@ -21,9 +21,13 @@ The load generator is wrk (Debian's package ``wrk``: ``apt-get install wrk``) wi
 ``--connections`` (8) connections, each request carrying one of ``--sessions`` (64) seeded session
 cookies in turn (bench/e2e.lua).  Where wrk is missing, a small Python client (threads over
 ``http.client``, one connection each) takes its place, and the results say so: it is slower than wrk and
-shares the 2 cores with the server, so its figures are lower.  Every run is bounded in time:
-``--warmup`` + ``--seconds`` of load per cell, ``--rounds`` rounds (each in another store order, the
-median round of each cell is reported), plus the server's start (~1-2 s) per cell.
+shares the 2 cores with the server, so its figures are lower.
+
+This machine's load drifts over minutes (other jobs share it), so for each worker count the servers of
+every store run at once, idle but for their turn, and ``--rounds`` (7) rounds give each store
+``--seconds`` (2) of load in turn, the order alternating: a round takes seconds.  Reported: the median
+over the rounds of req/s, p50 and p99, and the median of the per-round ratios to the floor.  Bounded:
+per worker count, the servers' start (~2 s each), ``--warmup`` (1 s) per store, then the rounds.
 
 Sessions are made before the load, in gunicorn's master (``--preload``), so every request is a hit, also
 on the per-process floor (each worker starts with the same copy).  A request whose session is missing
@@ -43,6 +47,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +82,8 @@ class Cell:
     p50_ms: float
     p99_ms: float
     errors: int
+    ratio: float | None = None  # to the floor: the median of the per-round ratios
+    spread: tuple[float, float] = (0.0, 0.0)  # the lowest and highest req/s of the rounds
 
     @property
     def rps(self) -> float:
@@ -245,66 +252,90 @@ def redis_server() -> Any:
 
 
 def measure(args: argparse.Namespace) -> tuple[dict[tuple[str, int], Cell], str, list[str]]:
+    """Every cell's median over the rounds (``Cell.ratio``: the median of its per-round ratios to the floor)."""
     load = wrk_load if args.client == "wrk" else python_load
     notes: list[str] = []
     stores = list(args.stores)
-    server = None
+    redis = None
     if "redis" in stores:
-        server = redis_server()
-        if server is None:
+        redis = redis_server()
+        if redis is None:
             notes.append("redis-server is not installed: the Redis row is missing (tools/redis-for-tests.sh)")
             print(f"!!! {notes[-1]} !!!", file=sys.stderr)
             stores.remove("redis")
-    rounds: dict[tuple[str, int], list[Cell]] = {}
+    slices: dict[tuple[str, int], list[Cell]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="memorystore-e2e-") as tmp:
             workdir = Path(tmp)
-            for number in range(args.rounds):
-                order = stores if number % 2 == 0 else stores[::-1]  # each store early in one round, late in another
-                for workers in args.workers:
-                    for store in order:
-                        cell = run_cell(store, workers, args, workdir, server, load)
-                        rounds.setdefault((store, workers), []).append(cell)
-                        print(f"round {number + 1}/{args.rounds}  {workers} worker(s)  {store:<12} "
-                              f"{cell.rps:8.0f} req/s  p50 {cell.p50_ms:6.2f} ms  p99 {cell.p99_ms:7.2f} ms"
-                              f"{f'  ERRORS {cell.errors}' if cell.errors else ''}", file=sys.stderr, flush=True)  # fmt: skip
+            for workers in args.workers:
+                # Every store's server runs at once (idle but for its turn), so that one round -- each store's
+                # slice of load in turn -- takes seconds: the machine's load drifts over minutes.
+                with contextlib.ExitStack() as servers:
+                    ports = {
+                        store: servers.enter_context(serving(store, workers, workdir, redis, args.sessions))
+                        for store in stores
+                    }
+                    if args.warmup > 0:
+                        for store in stores:
+                            load(*ports[store], args.warmup, args.connections)
+                    for number in range(args.rounds):
+                        order = stores if number % 2 == 0 else stores[::-1]  # early in one round, late in the next
+                        for store in order:
+                            requests, seconds, p50, p99, errors = load(*ports[store], args.seconds, args.connections)
+                            cell = Cell(store, workers, requests, seconds, p50, p99, errors)
+                            slices.setdefault((store, workers), []).append(cell)
+                            print(f"{workers} worker(s)  round {number + 1}/{args.rounds}  {store:<12} "
+                                  f"{cell.rps:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:7.2f} ms"
+                                  f"{f'  ERRORS {errors}' if errors else ''}", file=sys.stderr, flush=True)  # fmt: skip
     finally:
-        if server is not None:
-            server.cleanup()
-    # Each cell: its median round by throughput (the latencies reported are that round's).
-    chosen = {key: sorted(cells, key=lambda c: c.rps)[len(cells) // 2] for key, cells in rounds.items()}
-    for key, cells in rounds.items():
-        chosen[key].errors = sum(c.errors for c in cells)
-    return chosen, load.__name__.split("_")[0], notes
+        if redis is not None:
+            redis.cleanup()
+    return {key: summarize(key, cells, slices) for key, cells in slices.items()}, load.__name__.split("_")[0], notes
 
 
-def run_cell(store: str, workers: int, args: argparse.Namespace, workdir: Path, server: Any, load: Any) -> Cell:
-    env = {"E2E_SESSIONS": str(args.sessions)}
+def summarize(key: tuple[str, int], cells: list[Cell], slices: dict[tuple[str, int], list[Cell]]) -> Cell:
+    """One cell from its rounds: the median req/s, p50 and p99, all errors, the median per-round ratio."""
+    floor = slices.get((FLOOR, key[1]), [])
+    ratios = [cell.rps / base.rps for cell, base in zip(cells, floor, strict=False) if base.rps]
+    return Cell(
+        key[0],
+        key[1],
+        requests=round(statistics.median(c.rps for c in cells) * 1000),
+        seconds=1000.0,  # rps = the median rps
+        p50_ms=statistics.median(c.p50_ms for c in cells),
+        p99_ms=statistics.median(c.p99_ms for c in cells),
+        errors=sum(c.errors for c in cells),
+        ratio=statistics.median(ratios) if ratios else None,
+        spread=(min(c.rps for c in cells), max(c.rps for c in cells)),
+    )
+
+
+@contextlib.contextmanager
+def serving(store: str, workers: int, workdir: Path, redis: Any, sessions: int) -> Iterator[tuple[int, Path]]:
+    """gunicorn on ``store`` with its own directory, Redis database or segment, removed afterwards."""
+    env = {"E2E_SESSIONS": str(sessions)}
     segment = ""
     directory = workdir / f"{store}-{workers}-{uuid.uuid4().hex[:8]}"
     if store in ("cachelib-fs", "diskcache"):
         directory.mkdir()
         env["E2E_DIR"] = str(directory)
     elif store == "redis":
-        import redis
+        import redis as redis_py
 
-        with redis.Redis.from_url(server.url) as client:
+        with redis_py.Redis.from_url(redis.url) as client:
             client.flushall()
-        env["E2E_REDIS_URL"] = server.url
+        env["E2E_REDIS_URL"] = redis.url
     elif store == "shared":
         segment = f"bench-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         env["E2E_SEGMENT"] = segment
     try:
-        with gunicorn(store, workers, env, workdir) as (port, cookies):
-            if args.warmup > 0:
-                load(port, cookies, args.warmup, args.connections)
-            requests, seconds, p50, p99, errors = load(port, cookies, args.seconds, args.connections)
+        with gunicorn(store, workers, env, workdir) as served:
+            yield served
     finally:
         if segment:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"/dev/shm/memorystore.{segment}")
         shutil.rmtree(directory, ignore_errors=True)
-    return Cell(store, workers, requests, seconds, p50, p99, errors)
 
 
 # -- the report ---------------------------------------------------------------------------------------------------
@@ -340,10 +371,6 @@ def cpu() -> str:
     return f"{os.cpu_count()} CPUs"
 
 
-def ratio(cell: Cell, floor: Cell | None) -> str:
-    return f"{cell.rps / floor.rps:.2f}" if floor and floor.rps else "-"
-
-
 def report(cells: dict[tuple[str, int], Cell], args: argparse.Namespace, client: str, notes: list[str],
            load_before: tuple[float, ...], load_after: tuple[float, ...], elapsed: float) -> str:  # fmt: skip
     stores = [s for s in args.stores if any(key[0] == s for key in cells)]
@@ -360,14 +387,16 @@ def report(cells: dict[tuple[str, int], Cell], args: argparse.Namespace, client:
         "",
         f"`GET /` loads a ~1 KiB session, counts the request in it and stores it again (bench/e2e_app.py); gunicorn "
         f"sync workers with `--preload` on 127.0.0.1; load: {generator}, each request carrying one of "
-        f"{args.sessions} seeded session cookies in turn. {args.seconds:g} s measured after {args.warmup:g} s of "
-        f"warm-up per cell, {args.rounds} round(s) in alternating store order, the median round of each cell shown "
-        f"(its p50 and p99). The load generator shares the {os.cpu_count()} cores with the server. Whole run: "
-        f"{elapsed / 60:.1f} min.",
+        f"{args.sessions} seeded session cookies in turn. The servers of every store run at once (idle but for "
+        f"their turn); after {args.warmup:g} s of warm-up each, {args.rounds} rounds give each store "
+        f"{args.seconds:g} s of load in turn (alternating the order), so that a round takes seconds while the "
+        f"machine's load drifts over minutes. Shown: the median over the rounds of req/s (and the lowest and "
+        f"highest round), of p50 and of p99. The load generator shares the {os.cpu_count()} cores with the "
+        f"servers. Whole run: {elapsed / 60:.1f} min.",
         "",
-        "**vs floor** = req/s divided by the per-process `MemoryStore`'s at the same worker count (the floor: it "
-        "does not share sessions between workers, so it is not a choice for several workers; above 1 is faster "
-        "than the floor).",
+        "**vs floor** = the median over the rounds of req/s divided by the per-process `MemoryStore`'s in the "
+        "same round at the same worker count (the floor: it does not share sessions between workers, so it is "
+        "not a choice for several workers; above 1 is faster than the floor).",
         "",
     ]
     errors = sum(cell.errors for cell in cells.values())
@@ -375,15 +404,17 @@ def report(cells: dict[tuple[str, int], Cell], args: argparse.Namespace, client:
         lines += [f"**{errors} requests failed** (HTTP errors, or socket errors and timeouts): see the errors column.",
                   ""]  # fmt: skip
     lines += [f"- {note}" for note in notes] + ([""] if notes else [])
-    lines += ["| workers | store | req/s | vs floor | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+    lines += ["| workers | store | req/s | rounds' range | vs floor | p50 ms | p99 ms | errors |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for workers in args.workers:
-        floor = cells.get((FLOOR, workers))
         for store in stores:
             cell = cells.get((store, workers))
             if cell is None:
                 continue
-            lines.append(f"| {workers} | {STORES[store]} | {cell.rps:,.0f} | {ratio(cell, floor)} | {cell.p50_ms:.2f} "
-                         f"| {cell.p99_ms:.2f} | {cell.errors} |")  # fmt: skip
+            ratio = "-" if cell.ratio is None else f"{cell.ratio:.2f}"
+            low, high = cell.spread
+            lines.append(f"| {workers} | {STORES[store]} | {cell.rps:,.0f} | {low:,.0f}-{high:,.0f} | {ratio} "
+                         f"| {cell.p50_ms:.2f} | {cell.p99_ms:.2f} | {cell.errors} |")  # fmt: skip
     lines += ["", "## Targets", ""]
     for workers in args.workers:
         shared, floor = cells.get(("shared", workers)), cells.get((FLOOR, workers))
@@ -391,11 +422,11 @@ def report(cells: dict[tuple[str, int], Cell], args: argparse.Namespace, client:
             continue
         peers = [cells[(p, workers)] for p in SHARED_PEERS if (p, workers) in cells]
         best_peer = max(peers, key=lambda c: c.rps, default=None)
-        within = shared.rps >= 0.9 * floor.rps
+        within = shared.ratio is not None and shared.ratio >= 0.9
         ahead = best_peer is None or shared.rps > best_peer.rps
         peer_text = f"the fastest shared peer ({STORES[best_peer.store]}) {best_peer.rps:,.0f}" if best_peer else "-"
         lines.append(
-            f"- {workers} worker(s): SharedMemoryStore {shared.rps:,.0f} req/s = {shared.rps / floor.rps:.2f} x the "
+            f"- {workers} worker(s): SharedMemoryStore {shared.rps:,.0f} req/s, {shared.ratio or 0:.2f} x the "
             f"floor ({'within' if within else 'NOT within'} 10%); {peer_text} ({'ahead' if ahead else 'NOT ahead'})."
         )
     lines += ["", "Full run: `python bench/e2e.py` (pip install '.[bench]'; Debian's `wrk` and `redis-server`)."]
@@ -435,9 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="1,2,4", help="gunicorn worker counts (default 1,2,4)")
     parser.add_argument("--stores", default=",".join(STORES), help=f"which stores (default all: {','.join(STORES)})")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured load per cell (default 5)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before each cell (default 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; the median round is shown (default 3)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="load per store and round (default 2)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load per server first (default 1)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds; medians are shown (default 7)")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--sessions", type=int, default=64, help="sessions the requests take turns on (default 64)")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",

@@ -29,7 +29,7 @@ if not (Path(sys.executable).parent / "gunicorn").exists():
 def run(tmp_path: Path, *args: str) -> str:
     out = tmp_path / "e2e.md"
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--rounds", "1", "--warmup", "0", "--out", str(out),
+        [sys.executable, str(SCRIPT), *args, "--warmup", "0", "--out", str(out),
          "--plot", str(tmp_path / "e2e.png")],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -40,38 +40,40 @@ def run(tmp_path: Path, *args: str) -> str:
 
 
 def rows(text: str) -> dict[tuple[str, str], list[str]]:
-    """The results table: (workers, store) -> [req/s, vs floor, p50, p99, errors]."""
+    """The results table: (workers, store) -> [req/s, rounds' range, vs floor, p50, p99, errors]."""
     found = {}
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if len(cells) == 7 and cells[0].isdigit():
+        if len(cells) == 8 and cells[0].isdigit():
             found[(cells[0], cells[1])] = cells[2:]
     return found
 
 
 def test_every_store_serves_every_request_from_its_session(tmp_path: Path) -> None:
-    text = run(tmp_path, "--workers", "2", "--seconds", "0.3", "--client", "python")
+    text = run(tmp_path, "--workers", "2", "--seconds", "0.3", "--rounds", "2", "--client", "python")
     table = rows(text)
     stores = ["Flask signed cookie", "Flask-Session + cachelib FileSystemCache", "Flask-Session + diskcache FanoutCache",
               "**memorystore SharedMemoryStore**", "memorystore MemoryStore, per process (floor)"]  # fmt: skip
     if shutil.which("redis-server"):
         stores.append("Flask-Session + Redis (TCP)")
     for store in stores:
-        rps, vs_floor, p50, p99, errors = table[("2", store)]
+        rps, _, vs_floor, p50, p99, errors = table[("2", store)]
         assert float(rps.replace(",", "")) > 0 and float(p50) > 0 and float(p99) >= float(p50), (store, table)
         assert errors == "0", (store, table)
-    assert table[("2", "memorystore MemoryStore, per process (floor)")][1] == "1.00"
+    assert table[("2", "memorystore MemoryStore, per process (floor)")][2] == "1.00"
     assert "Python fallback client" in text
     assert re.search(r"- 2 worker\(s\): SharedMemoryStore [\d,]+ req/s", text)
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_wrk_generates_the_load(tmp_path: Path) -> None:
-    text = run(tmp_path, "--workers", "1", "--seconds", "1", "--stores", "shared,memory", "--client", "wrk")
+    text = run(
+        tmp_path, "--workers", "1", "--seconds", "1", "--rounds", "1", "--stores", "shared,memory", "--client", "wrk"
+    )
     table = rows(text)
     assert set(table) == {
         ("1", "**memorystore SharedMemoryStore**"),
         ("1", "memorystore MemoryStore, per process (floor)"),
     }
-    assert all(cells[4] == "0" and float(cells[0].replace(",", "")) > 0 for cells in table.values()), table
+    assert all(cells[5] == "0" and float(cells[0].replace(",", "")) > 0 for cells in table.values()), table
     assert "load: wrk, 1 thread, 8 connections" in text
