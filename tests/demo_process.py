@@ -35,7 +35,8 @@ def demo_process(
     result does not depend on the disposition of the process running the tests.
     ``own_group``: the demo leads a process group of its own (its forked workers
     join it), as a shell's foreground job does, so that a test can send the
-    group a Ctrl-C; whatever is left of the group is SIGKILLed at the end.
+    group a Ctrl-C; at the end the demo gets SIGTERM (it stops its workers and
+    unlinks its segment), then whatever is left of the group is SIGKILLed.
     """
 
     def set_sigint() -> None:
@@ -55,7 +56,11 @@ def demo_process(
         url = first_line(process.stdout).strip()
         yield process, url
     finally:
-        if own_group:
+        if own_group:  # the demo stops its workers on SIGTERM; whatever is left of the group is SIGKILLed
+            if process.poll() is None:
+                process.terminate()
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         if process.poll() is None:

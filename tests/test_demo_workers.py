@@ -97,8 +97,10 @@ def wait_for_workers(pid: int, count: int, without: AbstractSet[int] = frozenset
 
 @pytest.mark.c_extension
 def test_the_session_follows_its_visitor_across_the_workers(tmp_path: Path) -> None:
-    with demo_process("--workers", str(WORKERS), stderr=tmp_path / "stderr") as (process, url):
+    stderr = tmp_path / "stderr"
+    with demo_process("--workers", str(WORKERS), stderr=stderr, own_group=True) as (process, url):
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)  # the first line is still the URL
+        segment = segment_path(segment_of(stderr))
         workers = wait_for_workers(process.pid, WORKERS)
         alice = Visitor(url)
         pids: list[int] = []  # in the order they first served alice
@@ -117,12 +119,13 @@ def test_the_session_follows_its_visitor_across_the_workers(tmp_path: Path) -> N
         bob = Visitor(url)
         assert bob.visit().visits == 1  # another visitor, another session
         assert {alice.visit().live for _ in range(6)} == {2}  # every worker counts the same two sessions
+    assert not segment.exists()  # stopped (SIGTERM) at the end: it unlinked its segment
 
 
 @pytest.mark.c_extension
 def test_a_killed_worker_is_replaced_and_the_session_survives(tmp_path: Path) -> None:
     stderr = tmp_path / "stderr"
-    with demo_process("--workers", str(WORKERS), stderr=stderr) as (process, url):
+    with demo_process("--workers", str(WORKERS), stderr=stderr, own_group=True) as (process, url):
         workers = wait_for_workers(process.pid, WORKERS)
         alice = Visitor(url)
         for number in range(1, 4):
@@ -158,6 +161,22 @@ def test_stopping_stops_every_worker_and_removes_the_segment(how: str, tmp_path:
             time.sleep(0.02)
         assert not segment.exists(), "the demo did not unlink its segment"
         assert stderr.read_text().rstrip().endswith("memorystore demo: stopped")
+
+
+@pytest.mark.c_extension
+def test_workers_whose_demo_was_killed_stop_and_remove_the_segment(tmp_path: Path) -> None:
+    """SIGKILL leaves the demo no chance to stop its workers: they notice, unlink the segment and exit."""
+    stderr = tmp_path / "stderr"
+    with demo_process("--workers", str(WORKERS), stderr=stderr, own_group=True) as (process, url):
+        workers = wait_for_workers(process.pid, WORKERS)
+        assert Visitor(url).visit().visits == 1
+        segment = segment_path(segment_of(stderr))
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) or segment.exists():
+            assert time.monotonic() < deadline, "orphaned workers kept running, or left the segment behind"
+            time.sleep(0.05)
 
 
 def test_without_the_compiled_core_it_says_why() -> None:

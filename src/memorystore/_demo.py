@@ -73,6 +73,8 @@ PRUNE_PERIOD = 2.0
 SERVED_BY_MAX = 16
 #: With several workers: seconds the workers get to finish when the demo stops, before SIGKILL.
 STOP_GRACE = 5.0
+#: With several workers: seconds between a worker's checks that the demo (its parent) is still there.
+ORPHAN_CHECK = 0.5
 #: What "add data" puts into the session, in turn.
 ITEMS = ("apple", "banana", "cherry", "date", "elderberry", "fig", "grape", "honeydew")
 
@@ -555,6 +557,7 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 def _supervise(server: ThreadingWSGIServer, demo: DemoApp, workers: int) -> int:
     """Fork the workers and keep them running until Ctrl-C/SIGTERM (0) or until one exits by itself (1)."""
     children: dict[int, float] = {}  # pid -> when it started
+    parent = os.getpid()
 
     def spawn() -> None:
         # Ctrl-C/SIGTERM wait until the new worker is on the list: a signal in between would leave it behind.
@@ -562,7 +565,7 @@ def _supervise(server: ThreadingWSGIServer, demo: DemoApp, workers: int) -> int:
         try:
             pid = os.fork()
             if pid == 0:
-                _worker(server, demo)  # never returns
+                _worker(server, demo, parent)  # never returns
             children[pid] = time.monotonic()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
@@ -591,12 +594,13 @@ def _supervise(server: ThreadingWSGIServer, demo: DemoApp, workers: int) -> int:
     return status
 
 
-def _worker(server: ThreadingWSGIServer, demo: DemoApp) -> None:
-    """A forked worker: serve until Ctrl-C or SIGTERM, then leave the process (never return into the parent's
-    code: ``os._exit``)."""
+def _worker(server: ThreadingWSGIServer, demo: DemoApp, parent: int) -> None:
+    """A forked worker: serve until Ctrl-C or SIGTERM, or until its parent is gone, then leave the process
+    (never return into the parent's code: ``os._exit``)."""
     status = 0
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent around the fork
+        _stop_when_orphaned(parent, demo.store)
         stop_pruning = demo.start_pruning()
         serve_until_interrupted(server)
         stop_pruning()
@@ -612,6 +616,19 @@ def _worker(server: ThreadingWSGIServer, demo: DemoApp) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(status)
+
+
+def _stop_when_orphaned(parent: int, store: Any) -> None:
+    """If the parent dies without stopping this worker (SIGKILL), unlink the segment and stop: a demo leaves
+    neither processes nor a segment behind.  (Checked twice a second from a daemon thread.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK)
+        store.unlink()  # the parent's job, which it can no longer do (idempotent: every orphan may try)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="memorystore-demo-orphan", daemon=True).start()
 
 
 def _stop_workers(children: dict[int, float]) -> None:
