@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,13 +26,17 @@ def first_line(stream: IO[str], timeout: float = 30.0) -> str:
 
 @contextmanager
 def demo_process(
-    *args: str, sigint: Any = signal.SIG_DFL, stderr: Path | None = None
+    *args: str, sigint: Any = signal.SIG_DFL, stderr: Path | None = None, own_group: bool = False
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The demo serving on a free port, and its URL (its first line of output).
 
     ``sigint`` is the SIGINT disposition the demo inherits (``SIG_IGN`` as in a
     background job, or ``SIG_DFL``), set in the child before ``exec``, so the
     result does not depend on the disposition of the process running the tests.
+    ``own_group``: the demo leads a process group of its own (its forked workers
+    join it), as a shell's foreground job does, so that a test can send the
+    group a Ctrl-C; at the end the demo gets SIGTERM (it stops its workers and
+    unlinks its segment), then whatever is left of the group is SIGKILLed.
     """
 
     def set_sigint() -> None:
@@ -44,12 +49,20 @@ def demo_process(
         stderr=log if log is not None else subprocess.DEVNULL,
         text=True,
         preexec_fn=set_sigint if sys.platform != "win32" else None,
+        start_new_session=own_group,
     )
     try:
         assert process.stdout is not None
         url = first_line(process.stdout).strip()
         yield process, url
     finally:
+        if own_group:  # the demo stops its workers on SIGTERM; whatever is left of the group is SIGKILLed
+            if process.poll() is None:
+                process.terminate()
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)

@@ -8,6 +8,7 @@ moves both at once.  The real server, in a subprocess, is tested in
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -134,3 +135,23 @@ def test_dispose_counts_only_evictions_and_expirations() -> None:
         counts("sid", {}, reason)
     stats = counts.stats([1, 2, 3], 10)
     assert (stats.length, stats.maxsize, stats.evictions, stats.expirations) == (3, 10, 2, 1)
+
+
+def test_with_several_workers_the_session_names_the_workers_that_served_it(make: Any, fake_timer: Any) -> None:
+    """``DemoApp(workers=N)``: each page view records its worker's pid once; the page lists them (the real
+    forked workers of ``demo --workers`` are tested in test_demo_workers.py)."""
+    client, _ = demo_client(make, fake_timer, workers=3)
+    for _ in range(3):
+        page = client.get("/")
+    me = os.getpid()
+    assert state(client)["session"]["served_by"] == [me]
+    assert json.loads(state(client)["session"]["data"])["served_by"] == [me]  # it lives in the session itself
+    assert state(client)["workers"] == 3
+    assert f'<dd id="served-by">{me}</dd>' in page.text
+    assert '<span class="badge">workers: <b id="workers">3</b></span>' in page.text
+
+    single, _ = demo_client(make, fake_timer)  # one process: nothing recorded, the row hidden
+    page = single.get("/")
+    assert state(single)["session"]["served_by"] == []
+    assert "served_by" not in json.loads(state(single)["session"]["data"])
+    assert '<dd id="served-by" hidden></dd>' in page.text

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from demo_process import demo_process
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -93,8 +94,10 @@ def countdown_seconds(driver: webdriver.Chrome) -> int:
 
 
 def wait_for(driver: webdriver.Chrome, condition: Callable[[Any], Any], what: str) -> Any:
-    """Wait on the page's own state (polled), up to WAIT seconds."""
-    return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(condition, message=f"waited {WAIT} s for {what}")
+    """Wait on the page's own state (polled), up to WAIT seconds.  An element found on the page just before a
+    form's post-and-redirect replaced it is stale: polled again, not an error."""
+    waiting = WebDriverWait(driver, WAIT, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException])
+    return waiting.until(condition, message=f"waited {WAIT} s for {what}")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

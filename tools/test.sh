@@ -194,6 +194,8 @@ if ! step "install memorystore[test] into $VENV ($($PYTHON --version 2>&1))" mai
     echo "test.sh: the install failed; nothing else can run" >&2
     exit 1
 fi
+# uWSGI for the server tests, built from its sdist; where it cannot be, one loud line and exit 77.
+step "uWSGI for the server tests (tools/uwsgi-for-tests.sh)" bash tools/uwsgi-for-tests.sh "$VENV/bin/python"
 step "tests: compiled and pure cores ($VENV)" suite "$VENV/bin/python"
 step "tests: MEMORYSTORE_NO_EXTENSIONS=1 (pure core only; not slow)" pure_suite "$VENV/bin/python"
 

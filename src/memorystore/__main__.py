@@ -1,8 +1,10 @@
 """Command line: ``python -m memorystore {demo,info,bench,flood}``.
 
-* ``demo [--port N]``: the demo page (``memorystore._demo``) served on
-  127.0.0.1 by the standard library's threaded WSGI server; the first line
-  printed is its URL.  Port 0 (the default) picks a free port.
+* ``demo [--port N] [--workers N]``: the demo page (``memorystore._demo``)
+  served on 127.0.0.1 by the standard library's threaded WSGI server; the
+  first line printed is its URL.  Port 0 (the default) picks a free port.
+  With ``--workers N``, N forked worker processes share the socket and a
+  ``SharedMemoryStore``.
 * ``info``: version, which core is in use, the Cython it was built with, Python.
 * ``bench [args]``: the comparison benchmark (``memorystore._bench``).
 * ``flood [args]``: the eviction policies under floods of new sessions
@@ -32,6 +34,8 @@ session (when it was created, a live countdown to its expiry, the data in it)
 and the store (live sessions, the bound, evictions, expirations, the last
 prune), with buttons to add data, reset your session and start a burst of
 anonymous sessions to watch eviction and expiry happen. Standard library only.
+With --workers N, N worker processes serve it from one SharedMemoryStore: the
+page names the worker that answered and every worker your session has met.
 The first line printed is the page's URL; stop it with Ctrl-C."""
 
 
@@ -63,6 +67,13 @@ def port_number(text: str) -> int:
     return port
 
 
+def worker_count(text: str) -> int:
+    """A number of worker processes for ``--workers``: a whole number 1..64."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 64, not {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:<7} {text}" for name, text in COMMANDS.items())
     parser = argparse.ArgumentParser(
@@ -84,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--port", type=port_number, default=0, metavar="N", help="port to listen on, 0..65535 (default 0: a free port)"
+    )
+    demo.add_argument(
+        "--workers",
+        type=worker_count,
+        default=None,
+        metavar="N",
+        help="serve from N forked worker processes sharing a SharedMemoryStore (default: one process, a MemoryStore)",
     )
     commands.add_parser(
         "info", prog=f"{prog} info", help=COMMANDS["info"], description=COMMANDS["info"].capitalize() + "."
@@ -111,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.command == "demo":
         from . import _demo
 
+        if options.workers is not None:
+            return _demo.serve_workers(options.port, options.workers)
         return _demo.serve(options.port)
     return _info()
 

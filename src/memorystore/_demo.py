@@ -13,15 +13,19 @@ assets; the page works without JavaScript (forms that post and redirect),
 and a small inline script adds the live countdown and a refresh from
 ``state.json`` every second.
 
-Layout, ready for ``demo --workers N`` (issue 13): :class:`DemoApp` is given
-its store and a ``stats()`` callable, and every response names the pid that
-served it.  Workers would build a ``SharedMemoryStore`` and the app (its
-secret included) once, bind the socket with :func:`make_demo_server`, print
-the URL, fork, and run :func:`serve_until_interrupted` in each child.
+``demo --workers N`` (:func:`serve_workers`) serves the same app from N
+forked worker processes on one listening socket, with the sessions in a
+``SharedMemoryStore``: the page names the worker that answered and every
+worker that has served the visitor's session, so one can watch the session
+follow the visitor from worker to worker.  The parent builds the store, the
+app (its secret included) and the socket once, prints the URL, forks the
+workers and starts a new one for any worker that is killed; Ctrl-C (or
+SIGTERM) stops every worker and unlinks the segment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import html
@@ -52,6 +56,7 @@ __all__ = [
     "render_page",
     "serve",
     "serve_until_interrupted",
+    "serve_workers",
     "stop_on_ctrl_c",
 ]
 
@@ -64,6 +69,12 @@ BURST_SIZE = 200
 BURST_TTL = (15.0, 45.0)
 #: Seconds between two prunes (the page shows the last one).
 PRUNE_PERIOD = 2.0
+#: With several workers: the most worker pids a session remembers (restarted workers add new ones).
+SERVED_BY_MAX = 16
+#: With several workers: seconds the workers get to finish when the demo stops, before SIGKILL.
+STOP_GRACE = 5.0
+#: With several workers: seconds between a worker's checks that the demo (its parent) is still there.
+ORPHAN_CHECK = 0.5
 #: What "add data" puts into the session, in turn.
 ITEMS = ("apple", "banana", "cherry", "date", "elderberry", "fig", "grape", "honeydew")
 
@@ -152,7 +163,9 @@ class DemoApp:
     ``store`` is the store the middleware uses (bursts are written to it
     directly); ``stats()`` returns an object with ``length``, ``maxsize``,
     ``evictions`` and ``expirations``.  ``clock`` is the wall clock (tests
-    pass a fake one, together with the store's ``timer``).
+    pass a fake one, together with the store's ``timer``).  ``workers``: how
+    many processes serve the app; with more than one, each page view records
+    its worker's pid in the session (``served_by``), and the page lists them.
 
     Routes: ``GET /`` the page (counts a visit), ``GET /state.json`` the
     page's data (reads the session, never writes it), ``POST /add``,
@@ -170,6 +183,7 @@ class DemoApp:
         prune_period: float = PRUNE_PERIOD,
         clock: Callable[[], float] = time.time,
         core: str | None = None,
+        workers: int = 1,
     ) -> None:
         if core is None:
             from . import COMPILED
@@ -183,6 +197,7 @@ class DemoApp:
         self.prune_period = prune_period
         self.clock = clock
         self.core = core
+        self.workers = workers
         self._random = random.Random()
         self._prune_lock = threading.Lock()
         self._last_prune: tuple[float, int] | None = None  # (wall time, entries removed)
@@ -229,6 +244,7 @@ class DemoApp:
             "expires_in": round(max(0.0, updated + self.session_ttl - now), 3),
             "visits": session.get("visits", 0),
             "items": len(items) if isinstance(items, list) else 0,
+            "served_by": _pids(session.get("served_by")),
             "data": json.dumps(dict(session), indent=2, sort_keys=True),
         }
 
@@ -241,6 +257,7 @@ class DemoApp:
             last_prune = self._last_prune
         return {
             "pid": os.getpid(),
+            "workers": self.workers,
             "core": self.core,
             "session": self._session_state(session, now, stored),
             "store": {
@@ -292,6 +309,10 @@ class DemoApp:
             session["items"] = []
         session["visits"] = session.get("visits", 0) + 1
         session["updated"] = _iso(now)  # stored when the response starts: its ttl runs from then
+        if self.workers > 1:  # the session follows the visitor: each worker that serves it adds its pid
+            served_by = _pids(session.get("served_by"))
+            if os.getpid() not in served_by:
+                session["served_by"] = [*served_by, os.getpid()][-SERVED_BY_MAX:]
         return "text/html", lambda: render_page(self.state(session, stored=True)).encode("utf-8")
 
     def _state_json(self, session: Any) -> tuple[str, Callable[[], bytes]]:
@@ -363,6 +384,11 @@ def _same_origin(environ: dict[str, Any]) -> bool:
     return origin is None or origin == f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
 
 
+def _pids(value: object) -> list[int]:
+    """The ``served_by`` list of a session (anything else, as a session may hold, reads as none)."""
+    return [pid for pid in value if isinstance(pid, int)] if isinstance(value, list) else []
+
+
 def _number(value: int | None) -> str:
     return "none" if value is None else f"{value:,}"
 
@@ -380,6 +406,9 @@ def render_page(state: dict[str, Any]) -> str:
     low, high = state["burst_ttl"]
     return _PAGE.substitute(
         pid=state["pid"],
+        workers=state["workers"],
+        workers_hidden="" if state["workers"] > 1 else " hidden",
+        served_by=" · ".join(map(str, session["served_by"])),
         core=html.escape(state["core"]),
         tag=html.escape(session["tag"]),
         expires_in=session["expires_in"],
@@ -485,6 +514,145 @@ def serve(port: int = 0, *, store: Any = None, stats: Callable[[], Any] | None =
     return 0
 
 
+def serve_workers(port: int = 0, workers: int = 2) -> int:
+    """Run the demo from ``workers`` forked processes sharing a ``SharedMemoryStore``, until Ctrl-C or SIGTERM.
+
+    The first line printed is the URL.  The store (on a segment named after
+    this process), the app and its secret, and the listening socket are made
+    once, before the fork: every worker accepts on the same socket and sees
+    the same sessions.  A worker that is killed is replaced; one that exits
+    by itself stops the demo.  Stopping stops every worker and unlinks the
+    segment.  Returns the exit status (2: no shared store here).
+    """
+    stop_on_ctrl_c()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill PID` stops as cleanly as Ctrl-C
+    from .shared import SharedMemoryStore
+
+    try:
+        store = SharedMemoryStore(f"demo-{os.getpid()}-{secrets.token_hex(4)}", capacity=STORE_MAX, ttl=SESSION_TTL)
+    except RuntimeError as exc:  # the pure core, or not Linux
+        print(f"memorystore demo: --workers needs a SharedMemoryStore: {exc}", file=sys.stderr, flush=True)
+        return 2
+    status = 0
+    try:
+        demo = DemoApp(store, stats=store.stats, workers=workers)
+        app = build_app(store, demo, secrets.token_bytes(32))
+        with make_demo_server(port, app) as server:
+            print(f"http://127.0.0.1:{server.server_port}/", flush=True)
+            print(f"memorystore demo: {workers} workers, sessions in the shared-memory segment {store.name!r}; "
+                  "press Ctrl-C to stop", file=sys.stderr, flush=True)  # fmt: skip
+            status = _supervise(server, demo, workers)
+    except KeyboardInterrupt:  # Ctrl-C before the workers were up
+        pass
+    finally:
+        store.unlink()
+        store.close()
+    print("memorystore demo: stopped", file=sys.stderr, flush=True)
+    return status
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _supervise(server: ThreadingWSGIServer, demo: DemoApp, workers: int) -> int:
+    """Fork the workers and keep them running until Ctrl-C/SIGTERM (0) or until one exits by itself (1)."""
+    children: dict[int, float] = {}  # pid -> when it started
+    parent = os.getpid()
+
+    def spawn() -> None:
+        # Ctrl-C/SIGTERM wait until the new worker is on the list: a signal in between would leave it behind.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _worker(server, demo, parent)  # never returns
+            children[pid] = time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+    status = 0
+    try:
+        for _ in range(workers):
+            spawn()
+        while True:
+            pid, wait_status = os.wait()  # Ctrl-C/SIGTERM interrupts it
+            children.pop(pid, None)
+            if os.WIFSIGNALED(wait_status):  # killed (kill -9, the OOM killer): a new worker takes its place
+                name = signal.Signals(os.WTERMSIG(wait_status)).name
+                print(f"memorystore demo: worker {pid} was killed ({name}); starting another",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                spawn()
+            else:
+                print(f"memorystore demo: worker {pid} exited with status {os.WEXITSTATUS(wait_status)}; stopping",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                status = 1
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_workers(children)
+    return status
+
+
+def _worker(server: ThreadingWSGIServer, demo: DemoApp, parent: int) -> None:
+    """A forked worker: serve until Ctrl-C or SIGTERM, or until its parent is gone, then leave the process
+    (never return into the parent's code: ``os._exit``)."""
+    status = 0
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent around the fork
+        _stop_when_orphaned(parent, demo.store)
+        stop_pruning = demo.start_pruning()
+        serve_until_interrupted(server)
+        stop_pruning()
+    except KeyboardInterrupt:
+        pass
+    except BaseException:  # noqa: BLE001 - reported, then the parent sees the status and stops the demo
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+
+def _stop_when_orphaned(parent: int, store: Any) -> None:
+    """If the parent dies without stopping this worker (SIGKILL), unlink the segment and stop: a demo leaves
+    neither processes nor a segment behind.  (Checked twice a second from a daemon thread.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK)
+        store.unlink()  # the parent's job, which it can no longer do (idempotent: every orphan may try)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="memorystore-demo-orphan", daemon=True).start()
+
+
+def _stop_workers(children: dict[int, float]) -> None:
+    """SIGTERM every worker, wait up to ``STOP_GRACE`` seconds for all of them, SIGKILL the rest; reap all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave workers behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while children:
+        for pid in list(children):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            del children[pid]
+        if children and time.monotonic() > deadline:
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")  # SIGKILLed: they are gone in a moment
+        time.sleep(0.01)
+
+
 _PAGE = string.Template(
     """<!doctype html>
 <html lang="en">
@@ -571,6 +739,7 @@ footer { margin-top: 24px; text-align: center; color: var(--muted); font-size: 1
   <h1>memorystore <span>demo</span></h1>
   <div class="badges">
     <span class="badge">served by worker pid <b id="pid">$pid</b></span>
+    <span class="badge"$workers_hidden>workers: <b id="workers">$workers</b></span>
     <span class="badge">core: <b id="core">$core</b></span>
   </div>
 </header>
@@ -585,6 +754,7 @@ Your cookie holds only a signed session id.</p>
     <dt>Created</dt><dd><time id="created" datetime="$created_iso">$created_text</time></dd>
     <dt>Visits</dt><dd id="visits">$visits</dd>
     <dt>Items</dt><dd id="items">$items</dd>
+    <dt$workers_hidden>Served by workers</dt><dd id="served-by"$workers_hidden>$served_by</dd>
   </dl>
   <pre id="session-data" aria-label="what the store holds for your session">$data</pre>
   <div class="actions">
@@ -649,6 +819,7 @@ Your cookie holds only a signed session id.</p>
       el("session-tag").textContent = session.tag;
       el("visits").textContent = session.visits;
       el("items").textContent = session.items;
+      el("served-by").textContent = session.served_by.join(" \\u00b7 ");
       el("session-data").textContent = session.data;
     }
     el("refreshed").textContent = "live";

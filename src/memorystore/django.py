@@ -113,6 +113,8 @@ MAX_SID_LENGTH = 1024
 _MAX_ENTRIES = "MAX_ENTRIES"
 _CULL_FREQUENCY = "CULL_FREQUENCY"
 _STORE = "store"
+# Names the SharedMemoryStore segment to use instead of a per-process MemoryStore.
+_SEGMENT = "segment"
 # Store options the adapters set themselves.
 _FORBIDDEN_CACHE_OPTIONS = {
     "ttl": "the lifetime of cache entries comes from TIMEOUT and each call's timeout",
@@ -346,7 +348,21 @@ def _build_session_store() -> Any:
             "SESSION_COOKIE_AGE seconds or what set_expiry() says"
         )
     options.setdefault("serializer", None)
-    return MemoryStore(**options)
+    return _new_store(options, "MEMORYSTORE_SESSION_OPTIONS")
+
+
+def _new_store(options: dict[str, Any], where: str) -> Any:
+    """A ``MemoryStore`` from ``options``, or with ``"segment": NAME`` a ``SharedMemoryStore`` on that segment."""
+    if _SEGMENT not in options:
+        return MemoryStore(**options)
+    from .shared import SharedMemoryStore
+
+    options = dict(options)
+    name = options.pop(_SEGMENT)
+    try:
+        return SharedMemoryStore(name, **options)
+    except TypeError as exc:  # an option a shared store does not take, or no capacity
+        raise ImproperlyConfigured(f"{where} with 'segment' are SharedMemoryStore options: {exc}") from None
 
 
 def get_session_store() -> Any:
