@@ -88,6 +88,8 @@ BLOCKS = readme_blocks()
 PYTHON = [b for b in BLOCKS if b.lang == "python"]
 BASH = [b for b in BLOCKS if b.lang == "bash"]
 INI = [b for b in BLOCKS if b.lang == "ini"]
+# Modules the README itself writes (a block whose first line is "# NAME.py"): another block may import them.
+README_MODULES = {m.group(1) for b in PYTHON if (m := re.match(r"# (\w+)\.py\b", b.text))}
 
 
 def block(marker: str) -> Block:
@@ -219,6 +221,17 @@ def exercise_shared_flask(namespace: dict[str, Any]) -> None:
         assert store.stats().writes >= 1 and len(store) >= 1
     finally:
         store.unlink()
+
+
+def exercise_myapp(namespace: dict[str, Any]) -> None:
+    store = namespace["store"]
+    try:
+        client = namespace["app"].test_client()
+        first, second = client.get("/").text, client.get("/").text
+        assert first.startswith("visit 1, served by worker ") and second.startswith("visit 2, ")
+        assert len(store) == 1
+    finally:
+        store.unlink()  # the README's name, "myapp": not left in /dev/shm
 
 
 def exercise_flask_session(namespace: dict[str, Any]) -> None:
@@ -407,6 +420,7 @@ def exercise_prometheus(namespace: dict[str, Any]) -> None:
 EXERCISED: dict[str, Callable[[dict[str, Any]], None]] = {
     "MemoryStoreSessionInterface(MemoryStore(max=100_000": exercise_flask,
     'SharedMemoryStore("readme-flask"': exercise_shared_flask,
+    "# myapp.py: pip install": exercise_myapp,
     "from flask_session import Session": exercise_flask_session,
     "from memorystore.wsgi import": exercise_wsgi,
     "from memorystore.pyramid import": exercise_pyramid,
@@ -425,6 +439,7 @@ RUN_ONLY = [
     "store.reset_stats()",
     'SharedMemoryStore("readme-demo"',
     "threads = [threading.Thread(target=visitor",
+    "# gunicorn.conf.py: gunicorn -c gunicorn.conf.py",  # tests/test_servers.py serves it for real
 ]
 
 
@@ -448,7 +463,7 @@ def test_the_beaker_ini_block_configures_pyramid_beaker() -> None:
 
     from memorystore.beaker import MemoryStoreNamespaceManager
 
-    [blk] = INI
+    [blk] = [b for b in INI if "[app:main]" in b.text]
     [extra] = re.findall(r'pip install "\.\[(\w+)\]"', blk.text)
     assert {"pyramid", "pyramid-beaker", "beaker"} <= installed_by(extra)
     parser = configparser.ConfigParser()
@@ -539,6 +554,14 @@ def _name(requirement: str) -> str:
     return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def installed_by(extra: str) -> set[str]:
     """Distributions ``pip install memorystore[extra]`` brings, with their dependencies (as installed here)."""
     todo = [_name(req) for req in EXTRAS[extra]]
@@ -568,7 +591,7 @@ def used_modules(text: str) -> set[str]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if re.fullmatch(r"[a-z_]+(\.[A-Za-z_]+)+", node.value):
                 names.add(node.value.split(".")[0])
-    return names - set(sys.stdlib_module_names)
+    return names - set(sys.stdlib_module_names) - README_MODULES
 
 
 # The extra each adapter module of memorystore needs.
@@ -587,13 +610,15 @@ ADAPTER_EXTRAS = {
 def test_the_extra_a_snippet_names_installs_what_it_imports(blk: Block) -> None:
     [extra] = re.findall(r'pip install "\.\[(\w+)\]"', blk.text)
     assert extra in EXTRAS, f"{blk}: no extra {extra!r}"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        # tools/test-freethreaded.sh names (loudly) what cannot be installed on a free-threaded build.
+        missing = [_name(req) for req in EXTRAS[extra] if not _installed(_name(req))]
+        if missing:
+            pytest.skip(f"{missing} not installable on this free-threaded build (see the step's loud line)")
     brought = installed_by(extra)
     providers = importlib.metadata.packages_distributions()
     for module in used_modules(blk.text) - {"memorystore"}:
         dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
-        if not dists and sysconfig.get_config_var("Py_GIL_DISABLED"):
-            # tools/test-freethreaded.sh names (loudly) what cannot be installed on a free-threaded build.
-            pytest.skip(f"{module} is not installable on this free-threaded build (see the step's loud line)")
         assert dists, f"{blk}: nothing here provides {module!r}"
         assert dists & brought, f"{blk}: {module} comes from {dists}, which memorystore[{extra}] does not install"
     # The app-serving snippets name the server they are served with: the extra brings it too.
