@@ -32,7 +32,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from libc.math cimport NAN
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
@@ -84,6 +84,43 @@ cdef extern from *:
     }
     """
     bint releasable_now "memorystore_releasable_now"(PyObject* o) noexcept
+
+
+cdef extern from *:
+    """
+    /* A key's hash: a str's cached one read in place (no call), else PyObject_Hash.
+       (Free-threaded builds write the cache concurrently: they call.) */
+    static inline Py_hash_t memorystore_key_hash(PyObject *key) {
+    #ifndef Py_GIL_DISABLED
+        if (PyUnicode_CheckExact(key)) {
+            Py_hash_t h = ((PyASCIIObject *)key)->hash;
+            if (h != -1)
+                return h;
+        }
+    #endif
+        return PyObject_Hash(key);
+    }
+    /* Whether two keys are equal when that is known without running user code:
+       1 or 0 for two exact str (unicode_eq's test; both were hashed, so on 3.11
+       both are "ready"), -1 otherwise (the caller runs __eq__). */
+    static inline int memorystore_str_equal(PyObject *a, PyObject *b) {
+        Py_ssize_t length;
+        int kind;
+        if (!PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b))
+            return -1;
+        length = PyUnicode_GET_LENGTH(a);
+        if (length != PyUnicode_GET_LENGTH(b))
+            return 0;
+        kind = PyUnicode_KIND(a);
+        if (kind != PyUnicode_KIND(b))
+            return 0;
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * kind) == 0;
+    }
+    #define memorystore_list_item(list, i) PyList_GET_ITEM(list, i)
+    """
+    Py_hash_t key_hash "memorystore_key_hash"(object key) except? -1
+    int str_equal "memorystore_str_equal"(PyObject* a, PyObject* b) noexcept
+    PyObject* list_item "memorystore_list_item"(object list, Py_ssize_t i) noexcept   # borrowed
 
 
 cdef extern from *:
@@ -457,6 +494,7 @@ cdef class LRUCache:
         # Slot holding key, or NIL.  May run key.__eq__, with busy set; nothing has changed yet.
         cdef int32_t i, s, n
         cdef int equal
+        cdef PyObject* stored_ref
         cdef object stored
         if self.busy:
             self._wait_not_busy()
@@ -472,15 +510,18 @@ cdef class LRUCache:
             if s < 0:
                 return NIL
             if self.v.table[i].hash32 == h:
-                stored = self.slot_keys[s]
-                if stored is key:
+                stored_ref = list_item(self.slot_keys, s)
+                if stored_ref == <PyObject*>key:
                     return s
-                self.busy = True
-                self.busy_owner = PyThread_get_thread_ident()
-                try:
-                    equal = PyObject_RichCompareBool(stored, key, Py_EQ)
-                finally:
-                    self.busy = False
+                equal = str_equal(stored_ref, <PyObject*>key)     # two str: no user code runs
+                if equal < 0:
+                    stored = <object>stored_ref                 # __eq__ runs: hold a reference
+                    self.busy = True
+                    self.busy_owner = PyThread_get_thread_ident()
+                    try:
+                        equal = PyObject_RichCompareBool(stored, key, Py_EQ)
+                    finally:
+                        self.busy = False
                 if equal:
                     return s
             i += 1
@@ -616,7 +657,7 @@ cdef class LRUCache:
 
     cdef object _put(self, object key, object value, object ttl, object size, bint collect, bint only_if_absent):
         # put(); without collect, what leaves is released as _drop says and None or a list of it returned.
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef int64_t size_c
         cdef double now, deadline
@@ -674,7 +715,7 @@ cdef class LRUCache:
 
     def pop_expired(self, key, default=None):
         """If ``key`` is held but expired, remove it and return its value; else ``default``."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         cdef tuple entry = None
@@ -688,7 +729,7 @@ cdef class LRUCache:
 
     def remaining(self, key):
         """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
@@ -782,7 +823,7 @@ cdef class LRUCache:
         # get() and [] in one body.  [] raises KeyError here rather than passing a sentinel to
         # get(): MISSING's reference count, bumped by every call, would be one cache line that
         # every thread writes on a free-threaded build (2 threads ran [] slower than 1).
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
@@ -804,7 +845,7 @@ cdef class LRUCache:
 
     def peek(self, key, default=None):
         """The live value without changing recency, else ``default``."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
@@ -816,14 +857,14 @@ cdef class LRUCache:
             return self.slot_values[s]
 
     def __contains__(self, key):
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         with cython.critical_section(self):
             return self._is_live(self._find(key, h), now)
 
     def touch(self, key, ttl=None):
         """Give a live entry a new deadline and make it most recently used; False if none."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef double now = self._user_time()
         cdef int32_t s
@@ -852,7 +893,7 @@ cdef class LRUCache:
 
     cdef object _pop(self, object key):
         # Remove the live entry under key and return its value; MISSING if there is none.
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         cdef object _stored_key = None, value = MISSING
