@@ -490,17 +490,15 @@ cdef class LRUCache:
 
     # -- key index ----------------------------------------------------------
 
-    cdef int32_t _find(self, object key, uint32_t h) except -2:
-        # Slot holding key, or NIL.  May run key.__eq__, with busy set; nothing has changed yet.
+    cdef inline int32_t _find(self, object key, uint32_t h) except -2:
+        # Slot holding key, or NIL.  Nothing has changed yet.  Two str compare here, with no user
+        # code; any other pair of keys goes to _find_from, which runs __eq__.
         cdef int32_t i, s, n
         cdef int equal
-        cdef PyObject* stored_ref
-        cdef object stored
-        if self.busy:
-            self._wait_not_busy()
-        if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
+        cdef PyObject* stored
+        if self.busy or PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
                 PyList_GET_SIZE(self.slot_values) != self.state.capacity:
-            raise RuntimeError("LRUCache was cleared by the garbage collector")
+            self._check_usable()
         n = self.state.table_size
         if n == 0:
             return NIL
@@ -510,12 +508,33 @@ cdef class LRUCache:
             if s < 0:
                 return NIL
             if self.v.table[i].hash32 == h:
-                stored_ref = list_item(self.slot_keys, s)
-                if stored_ref == <PyObject*>key:
+                stored = list_item(self.slot_keys, s)
+                if stored == <PyObject*>key:
                     return s
-                equal = str_equal(stored_ref, <PyObject*>key)     # two str: no user code runs
+                equal = str_equal(stored, <PyObject*>key)
                 if equal < 0:
-                    stored = <object>stored_ref                 # __eq__ runs: hold a reference
+                    return self._find_from(key, h, i)
+                if equal:
+                    return s
+            i += 1
+            if i == n:
+                i = 0
+
+    cdef int32_t _find_from(self, object key, uint32_t h, int32_t i) except -2:
+        # _find's probe from bucket i on, comparing with ==: may run key.__eq__, with busy set.
+        cdef int32_t s, n = self.state.table_size
+        cdef int equal
+        cdef object stored
+        while True:
+            s = self.v.table[i].slot
+            if s < 0:
+                return NIL
+            if self.v.table[i].hash32 == h:
+                stored = self.slot_keys[s]
+                if stored is key:
+                    return s
+                equal = str_equal(<PyObject*>stored, <PyObject*>key)
+                if equal < 0:
                     self.busy = True
                     self.busy_owner = PyThread_get_thread_ident()
                     try:
@@ -527,6 +546,15 @@ cdef class LRUCache:
             i += 1
             if i == n:
                 i = 0
+
+    cdef int _check_usable(self) except -1:
+        # _find's rare cases: wait out another thread's __eq__ (refuse re-entry); a cleared cache.
+        if self.busy:
+            self._wait_not_busy()
+        if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
+                PyList_GET_SIZE(self.slot_values) != self.state.capacity:
+            raise RuntimeError("LRUCache was cleared by the garbage collector")
+        return 0
 
     cdef int _wait_not_busy(self) except -1:
         # Another thread is inside a key's __eq__: wait for it (GIL released);
@@ -812,7 +840,7 @@ cdef class LRUCache:
     def __setitem__(self, key, value):
         self._put(key, value, None, None, False, False)
 
-    cpdef object get(self, object key, object default=None):
+    def get(self, key, default=None):
         """The live value (now most recently used), else ``default``."""
         return self._read(key, default, False)
 
@@ -831,7 +859,7 @@ cdef class LRUCache:
             if self._is_live(s, now):
                 slot_read(&self.v, s)
                 counter_add(&self.state.counters.hits, 1)
-                return self.slot_values[s]
+                return <object>list_item(self.slot_values, s)
             self._count_miss(s)
         if missing_raises:
             raise KeyError(key)

@@ -344,23 +344,44 @@ cdef inline void slot_stamp(SlotsView* v, int32_t s) noexcept nogil:
         stamps_renumber(v)
 
 
+cdef inline void list_move_to_head(SlotsView* v, int32_t s, int l) noexcept nogil:
+    # Move slot s, in list l and not its head, to the head (the list's size stays).
+    cdef SlotsState* st = v.st
+    cdef Slot* slot = &v.slots[s]
+    cdef int32_t p = slot.prev          # >= 0: s is not the head
+    cdef int32_t n = slot.next
+    v.slots[p].next = n
+    if n >= 0:
+        v.slots[n].prev = p
+    else:
+        st.tail[l] = p
+    slot.prev = NIL
+    slot.next = st.head[l]
+    v.slots[st.head[l]].prev = s
+    st.head[l] = s
+
+
 cdef inline void slot_read(SlotsView* v, int32_t s) noexcept nogil:
     # A read (get, touch) of the live entry in slot s: most recently used,
     # and protected from now on.
-    cdef int lst = list_of(v, s)
-    cdef int now_in
-    if not (v.slots[s].stamp & SLOT_READ):
-        v.slots[s].stamp |= SLOT_READ
-        now_in = list_of(v, s)
-        if now_in != lst:                       # promoted: probation -> protected
-            list_unlink(v, s, lst)
-            list_push_head(v, s, now_in)
+    cdef SlotsState* st = v.st
+    cdef uint32_t stamp = v.slots[s].stamp
+    cdef uint32_t used = st.next_stamp
+    cdef int lst = PROBATION
+    if st.policy == POLICY_PROTECT:
+        if not (stamp & SLOT_READ):             # promoted: probation -> protected
+            v.slots[s].stamp = stamp | SLOT_READ
+            list_unlink(v, s, PROBATION)
+            list_push_head(v, s, PROTECTED)
             slot_stamp(v, s)
             return
-    if v.st.head[lst] != s:
-        list_unlink(v, s, lst)
-        list_push_head(v, s, lst)
-    slot_stamp(v, s)
+        lst = PROTECTED
+    if st.head[lst] != s:
+        list_move_to_head(v, s, lst)
+    v.slots[s].stamp = (stamp & ~STAMP_MASK) | SLOT_READ | used      # slot_stamp's work, in one write
+    st.next_stamp = used + 1
+    if used + 1 == STAMP_LIMIT:
+        stamps_renumber(v)
 
 
 cdef inline void slot_written(SlotsView* v, int32_t s) noexcept nogil:
@@ -368,8 +389,7 @@ cdef inline void slot_written(SlotsView* v, int32_t s) noexcept nogil:
     # list (a protected entry stays protected).
     cdef int lst = list_of(v, s)
     if v.st.head[lst] != s:
-        list_unlink(v, s, lst)
-        list_push_head(v, s, lst)
+        list_move_to_head(v, s, lst)
     slot_stamp(v, s)
 
 
