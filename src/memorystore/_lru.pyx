@@ -40,8 +40,9 @@ from libc.string cimport memset
 from memorystore._slots cimport (
     EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
     Bucket, Counters, Slot, SlotsState, SlotsView, clock_slack, default_clock,
-    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_read, slot_set_size,
-    slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert, table_size_for, home_bucket,
+    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_free_untabled,
+    slot_read, slot_set_size, slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert,
+    table_rebuild, table_size_for, home_bucket,
 )
 
 import numbers
@@ -72,15 +73,15 @@ cdef extern from *:
        can run no user code: its type has no finalizer to call, or, with a GIL,
        someone else still holds o and nothing can drop that before the
        operation ends (free-threaded refcounts are split: never assumed). */
-    static int memorystore_releasable_now(PyObject *o) {
-        if (o == Py_None || PyUnicode_CheckExact(o) || PyBytes_CheckExact(o) || PyLong_CheckExact(o)
-                || PyFloat_CheckExact(o) || PyBool_Check(o))
+    static inline int memorystore_releasable_now(PyObject *o) {
+        PyTypeObject *type;
+    #ifndef Py_GIL_DISABLED
+        if (Py_REFCNT(o) > 1)
             return 1;
-    #ifdef Py_GIL_DISABLED
-        return 0;
-    #else
-        return Py_REFCNT(o) > 1;
     #endif
+        type = Py_TYPE(o);
+        return type == &PyUnicode_Type || o == Py_None || type == &PyBytes_Type || type == &PyLong_Type
+            || type == &PyFloat_Type || type == &PyBool_Type;
     }
     """
     bint releasable_now "memorystore_releasable_now"(PyObject* o) noexcept
@@ -117,7 +118,17 @@ cdef extern from *:
         return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * kind) == 0;
     }
     #define memorystore_list_item(list, i) PyList_GET_ITEM(list, i)
+    /* Put None in list[i] and release what was there (the caller knows that runs no user code). */
+    static inline void memorystore_list_clear_item(PyObject *list, Py_ssize_t i) {
+        PyObject *old = PyList_GET_ITEM(list, i);
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(list, i, Py_None);
+        Py_DECREF(old);
+    }
     """
+    void list_clear_item "memorystore_list_clear_item"(object list, Py_ssize_t i) noexcept
+    int PyGC_Disable() noexcept
+    int PyGC_Enable() noexcept
     Py_hash_t key_hash "memorystore_key_hash"(object key) except? -1
     int str_equal "memorystore_str_equal"(PyObject* a, PyObject* b) noexcept
     PyObject* list_item "memorystore_list_item"(object list, Py_ssize_t i) noexcept   # borrowed
@@ -623,8 +634,8 @@ cdef class LRUCache:
         # Take the entry in slot s out of every structure and free the slot; its
         # key and value references are dropped (callers hold them first).
         slot_free(&self.v, s)
-        self.slot_keys[s] = None
-        self.slot_values[s] = None
+        list_clear_item(self.slot_keys, s)
+        list_clear_item(self.slot_values, s)
         return 0
 
     cdef list _drop(self, int32_t s, str reason, list removed, bint collect):
@@ -650,19 +661,66 @@ cdef class LRUCache:
         # removed: TRIPLES (key, value, "expire"), PAIRS (key, value), or
         # RELEASED (nothing, unless releasing could run user code: see _drop;
         # removed may then be None and is allocated on demand).  Returns removed.
+        # The garbage collector is off meanwhile: the tuples handed back would
+        # otherwise trigger young collections that traverse a young cache (ms
+        # on a cache filled a moment ago), and no finalizer may run while the
+        # table is stale.  When most entries go, the table is not updated per
+        # removal but rebuilt once at the end (bulk).
         cdef int32_t s
-        while True:
-            s = expiry_next(&self.v, now)
-            if s < 0:
-                return removed
-            counter_add(&self.state.counters.expirations, 1)
-            if shape == PAIRS:
-                removed.append((self.slot_keys[s], self.slot_values[s]))
-                self._free_slot(s)
-            elif shape == TRIPLES:
-                removed.append(self._remove_slot(s, EXPIRE))
-            else:
-                removed = self._drop(s, EXPIRE, removed, False)
+        cdef int32_t expired = expiry_count(&self.v, now)
+        cdef int32_t remaining = self.state.count - expired
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef bint bulk, collecting
+        if expired == 0:
+            return removed
+        if remaining == 0 and shape == RELEASED:
+            return self._release_all(expired, removed)
+        # per removal ~70 instructions of bucket shifting; a rebuild ~7 a slot and ~25 a live entry
+        bulk = <int64_t>expired * 8 >= <int64_t>self.state.capacity + <int64_t>remaining * 3
+        collecting = PyGC_Disable()
+        try:
+            while True:
+                s = expiry_next(&self.v, now)
+                if s < 0:
+                    break
+                counter_add(&self.state.counters.expirations, 1)
+                key = list_item(self.slot_keys, s)
+                value = list_item(self.slot_values, s)
+                if shape == PAIRS:
+                    removed.append((<object>key, <object>value))
+                elif shape == TRIPLES:
+                    removed.append((<object>key, <object>value, EXPIRE))
+                elif not (releasable_now(key) and releasable_now(value)):
+                    if removed is None:
+                        removed = []
+                    removed.append(<object>key)
+                    removed.append(<object>value)
+                if bulk:
+                    slot_free_untabled(&self.v, s)
+                else:
+                    slot_free(&self.v, s)
+                list_clear_item(self.slot_keys, s)      # handed back, parked, or safe to release
+                list_clear_item(self.slot_values, s)
+        finally:
+            if bulk:
+                table_rebuild(&self.v)
+            if collecting:
+                PyGC_Enable()
+        return removed
+
+    cdef list _release_all(self, int32_t expired, list parked):
+        # _expire_into(RELEASED) when every entry has expired: as clear(), the slot lists go
+        # whole into parked (released by the caller after its section; no per-entry checks).
+        cdef list keys = [], values = []        # allocated before anything changes
+        if parked is None:
+            parked = []
+        parked.append(self.slot_keys)
+        parked.append(self.slot_values)
+        self.slot_keys, self.slot_values = keys, values
+        self._free_arrays()
+        counter_add(&self.state.counters.expirations, expired)
+        return parked
 
     cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, int64_t extra):
         # Bring size + extra within maxsize: expired entries first, then the
@@ -842,7 +900,9 @@ cdef class LRUCache:
         cdef double now = self._user_time()
         cdef list parked = None         # entries whose release could run user code: dropped after the section
         cdef Py_ssize_t purged = 0
+        cdef int32_t capacity = 0
         with cython.critical_section(self):
+            capacity = self.state.capacity
             if self.busy:
                 self._wait_not_busy()
             if self.state.heap_len or self.state.lanes_used:
@@ -852,7 +912,10 @@ cdef class LRUCache:
                 purged -= self.state.count
                 if purged:
                     self._maybe_shrink()
+            capacity -= self.state.capacity
         del parked
+        if <size_t>capacity * SLOT_BYTES >= TRIM_BYTES:     # the lists parked by _release_all are freed now
+            heap_trim()
         return purged
 
     # -- mapping protocol ---------------------------------------------------
