@@ -478,9 +478,14 @@ cdef class LRUCache:
             new_capacity = MAX_CAPACITY
         return self._resize(<int32_t>new_capacity)
 
-    cdef int _maybe_shrink(self) except -1:
-        # After removals: give memory back once the live count is far below capacity
-        # (the old slot lists hold only None by then: releasing them runs no user code).
+    cdef inline int _maybe_shrink(self) except -1:
+        # After removals: give memory back once the live count is far below capacity.
+        if self.state.capacity > MIN_CAPACITY and self.state.count * 4 < self.state.capacity:
+            self._shrink()
+        return 0
+
+    cdef int _shrink(self) except -1:
+        # _maybe_shrink's work (the old slot lists hold only None by then: releasing them runs no user code).
         cdef int32_t old_capacity = self.state.capacity
         if self.state.count == 0:
             if self.state.capacity > MIN_CAPACITY:
