@@ -32,7 +32,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.object cimport Py_EQ, PyObject_Hash, PyObject_RichCompareBool
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from libc.math cimport NAN
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
@@ -40,8 +40,9 @@ from libc.string cimport memset
 from memorystore._slots cimport (
     EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
     Bucket, Counters, Slot, SlotsState, SlotsView, clock_slack, default_clock,
-    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_read, slot_set_size,
-    slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert, table_size_for, home_bucket,
+    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_free_untabled,
+    slot_read, slot_set_size, slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert,
+    table_rebuild, table_size_for, home_bucket,
 )
 
 import numbers
@@ -72,18 +73,81 @@ cdef extern from *:
        can run no user code: its type has no finalizer to call, or, with a GIL,
        someone else still holds o and nothing can drop that before the
        operation ends (free-threaded refcounts are split: never assumed). */
-    static int memorystore_releasable_now(PyObject *o) {
-        if (o == Py_None || PyUnicode_CheckExact(o) || PyBytes_CheckExact(o) || PyLong_CheckExact(o)
-                || PyFloat_CheckExact(o) || PyBool_Check(o))
+    static inline int memorystore_releasable_now(PyObject *o) {
+        PyTypeObject *type;
+    #ifndef Py_GIL_DISABLED
+        if (Py_REFCNT(o) > 1)
             return 1;
-    #ifdef Py_GIL_DISABLED
-        return 0;
-    #else
-        return Py_REFCNT(o) > 1;
     #endif
+        type = Py_TYPE(o);
+        return type == &PyUnicode_Type || o == Py_None || type == &PyBytes_Type || type == &PyLong_Type
+            || type == &PyFloat_Type || type == &PyBool_Type;
     }
     """
     bint releasable_now "memorystore_releasable_now"(PyObject* o) noexcept
+
+
+cdef extern from *:
+    """
+    /* A key's hash: a str's cached one read in place (no call), else PyObject_Hash.
+       (Free-threaded builds write the cache concurrently: they call.) */
+    static inline Py_hash_t memorystore_key_hash(PyObject *key) {
+    #ifndef Py_GIL_DISABLED
+        if (PyUnicode_CheckExact(key)) {
+            Py_hash_t h = ((PyASCIIObject *)key)->hash;
+            if (h != -1)
+                return h;
+        }
+    #endif
+        return PyObject_Hash(key);
+    }
+    /* Whether two keys are equal when that is known without running user code:
+       1 or 0 for two exact str (unicode_eq's test; both were hashed, so on 3.11
+       both are "ready"), -1 otherwise (the caller runs __eq__). */
+    static inline int memorystore_str_equal(PyObject *a, PyObject *b) {
+        Py_ssize_t length;
+        int kind;
+        if (!PyUnicode_CheckExact(a) || !PyUnicode_CheckExact(b))
+            return -1;
+        length = PyUnicode_GET_LENGTH(a);
+        if (length != PyUnicode_GET_LENGTH(b))
+            return 0;
+        kind = PyUnicode_KIND(a);
+        if (kind != PyUnicode_KIND(b))
+            return 0;
+        return memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * kind) == 0;
+    }
+    #define memorystore_list_item(list, i) PyList_GET_ITEM(list, i)
+    /* Put None in list[i] and release what was there (the caller knows that runs no user code). */
+    static inline void memorystore_list_clear_item(PyObject *list, Py_ssize_t i) {
+        PyObject *old = PyList_GET_ITEM(list, i);
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(list, i, Py_None);
+        Py_DECREF(old);
+    }
+    """
+    void list_clear_item "memorystore_list_clear_item"(object list, Py_ssize_t i) noexcept
+    int PyGC_Disable() noexcept
+    int PyGC_Enable() noexcept
+    Py_hash_t key_hash "memorystore_key_hash"(object key) except? -1
+    int str_equal "memorystore_str_equal"(PyObject* a, PyObject* b) noexcept
+    PyObject* list_item "memorystore_list_item"(object list, Py_ssize_t i) noexcept   # borrowed
+
+
+cdef extern from *:
+    """
+    /* Hand the free memory at the top and in the middle of glibc's heap back to the
+       OS.  Large arrays freed after glibc raised its mmap threshold (it does when a
+       mapped block is freed) stay resident otherwise: 42% of a cleared 1M-entry
+       cache did (issue 16).  Elsewhere (musl, macOS, mimalloc) nothing to do. */
+    #if defined(__GLIBC__)
+    #include <malloc.h>
+    static void memorystore_heap_trim(void) { malloc_trim(0); }
+    #else
+    static void memorystore_heap_trim(void) { }
+    #endif
+    """
+    void heap_trim "memorystore_heap_trim"() noexcept nogil
 
 
 cdef extern from *:
@@ -117,6 +181,10 @@ cdef str EVICT = "evict"
 cdef str REJECT = "reject"
 
 cdef int32_t MIN_CAPACITY = 8
+# Memory one slot costs, about: its Slot, 1.5 buckets, its key and value list pointers.
+cdef size_t SLOT_BYTES = sizeof(Slot) + sizeof(Bucket) * 3 // 2 + 2 * sizeof(void*)
+# Freeing at least this much (a clear or shrink) trims the heap (heap_trim); ~1 ms a trim.
+cdef size_t TRIM_BYTES = 1 << 20
 cdef int32_t MAX_CAPACITY = 0x3FFFFFFF
 # Sizes above this count as this; a bound above it counts as SIZE_CAP - 1, so
 # any such entry is "bigger than maxsize" and sums cannot overflow.
@@ -410,14 +478,23 @@ cdef class LRUCache:
             new_capacity = MAX_CAPACITY
         return self._resize(<int32_t>new_capacity)
 
-    cdef int _maybe_shrink(self) except -1:
+    cdef inline int _maybe_shrink(self) except -1:
         # After removals: give memory back once the live count is far below capacity.
+        if self.state.capacity > MIN_CAPACITY and self.state.count * 4 < self.state.capacity:
+            self._shrink()
+        return 0
+
+    cdef int _shrink(self) except -1:
+        # _maybe_shrink's work (the old slot lists hold only None by then: releasing them runs no user code).
+        cdef int32_t old_capacity = self.state.capacity
         if self.state.count == 0:
             if self.state.capacity > MIN_CAPACITY:
                 self._free_arrays()
                 self.slot_keys, self.slot_values = [], []
         elif self.state.capacity > MIN_CAPACITY and self.state.count * 4 < self.state.capacity:
             self._resize(max(MIN_CAPACITY, pow2_at_least(2 * self.state.count)))
+        if <size_t>(old_capacity - self.state.capacity) * SLOT_BYTES >= TRIM_BYTES:
+            heap_trim()
         return 0
 
     cdef int _use_sizes(self) except -1:
@@ -453,16 +530,15 @@ cdef class LRUCache:
 
     # -- key index ----------------------------------------------------------
 
-    cdef int32_t _find(self, object key, uint32_t h) except -2:
-        # Slot holding key, or NIL.  May run key.__eq__, with busy set; nothing has changed yet.
+    cdef inline int32_t _find(self, object key, uint32_t h) except -2:
+        # Slot holding key, or NIL.  Nothing has changed yet.  Two str compare here, with no user
+        # code; any other pair of keys goes to _find_from, which runs __eq__.
         cdef int32_t i, s, n
         cdef int equal
-        cdef object stored
-        if self.busy:
-            self._wait_not_busy()
-        if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
+        cdef PyObject* stored
+        if self.busy or PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
                 PyList_GET_SIZE(self.slot_values) != self.state.capacity:
-            raise RuntimeError("LRUCache was cleared by the garbage collector")
+            self._check_usable()
         n = self.state.table_size
         if n == 0:
             return NIL
@@ -472,20 +548,53 @@ cdef class LRUCache:
             if s < 0:
                 return NIL
             if self.v.table[i].hash32 == h:
-                stored = self.slot_keys[s]
-                if stored is key:
+                stored = list_item(self.slot_keys, s)
+                if stored == <PyObject*>key:
                     return s
-                self.busy = True
-                self.busy_owner = PyThread_get_thread_ident()
-                try:
-                    equal = PyObject_RichCompareBool(stored, key, Py_EQ)
-                finally:
-                    self.busy = False
+                equal = str_equal(stored, <PyObject*>key)
+                if equal < 0:
+                    return self._find_from(key, h, i)
                 if equal:
                     return s
             i += 1
             if i == n:
                 i = 0
+
+    cdef int32_t _find_from(self, object key, uint32_t h, int32_t i) except -2:
+        # _find's probe from bucket i on, comparing with ==: may run key.__eq__, with busy set.
+        cdef int32_t s, n = self.state.table_size
+        cdef int equal
+        cdef object stored
+        while True:
+            s = self.v.table[i].slot
+            if s < 0:
+                return NIL
+            if self.v.table[i].hash32 == h:
+                stored = self.slot_keys[s]
+                if stored is key:
+                    return s
+                equal = str_equal(<PyObject*>stored, <PyObject*>key)
+                if equal < 0:
+                    self.busy = True
+                    self.busy_owner = PyThread_get_thread_ident()
+                    try:
+                        equal = PyObject_RichCompareBool(stored, key, Py_EQ)
+                    finally:
+                        self.busy = False
+                if equal:
+                    return s
+            i += 1
+            if i == n:
+                i = 0
+
+    cdef int _check_usable(self) except -1:
+        # _find's rare cases: wait out another thread's __eq__ (refuse re-entry); a cleared cache.
+        if self.busy:
+            self._wait_not_busy()
+        if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
+                PyList_GET_SIZE(self.slot_values) != self.state.capacity:
+            raise RuntimeError("LRUCache was cleared by the garbage collector")
+        return 0
 
     cdef int _wait_not_busy(self) except -1:
         # Another thread is inside a key's __eq__: wait for it (GIL released);
@@ -530,8 +639,8 @@ cdef class LRUCache:
         # Take the entry in slot s out of every structure and free the slot; its
         # key and value references are dropped (callers hold them first).
         slot_free(&self.v, s)
-        self.slot_keys[s] = None
-        self.slot_values[s] = None
+        list_clear_item(self.slot_keys, s)
+        list_clear_item(self.slot_values, s)
         return 0
 
     cdef list _drop(self, int32_t s, str reason, list removed, bint collect):
@@ -557,19 +666,66 @@ cdef class LRUCache:
         # removed: TRIPLES (key, value, "expire"), PAIRS (key, value), or
         # RELEASED (nothing, unless releasing could run user code: see _drop;
         # removed may then be None and is allocated on demand).  Returns removed.
+        # The garbage collector is off meanwhile: the tuples handed back would
+        # otherwise trigger young collections that traverse a young cache (ms
+        # on a cache filled a moment ago), and no finalizer may run while the
+        # table is stale.  When most entries go, the table is not updated per
+        # removal but rebuilt once at the end (bulk).
         cdef int32_t s
-        while True:
-            s = expiry_next(&self.v, now)
-            if s < 0:
-                return removed
-            counter_add(&self.state.counters.expirations, 1)
-            if shape == PAIRS:
-                removed.append((self.slot_keys[s], self.slot_values[s]))
-                self._free_slot(s)
-            elif shape == TRIPLES:
-                removed.append(self._remove_slot(s, EXPIRE))
-            else:
-                removed = self._drop(s, EXPIRE, removed, False)
+        cdef int32_t expired = expiry_count(&self.v, now)
+        cdef int32_t remaining = self.state.count - expired
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef bint bulk, collecting
+        if expired == 0:
+            return removed
+        if remaining == 0 and shape == RELEASED:
+            return self._release_all(expired, removed)
+        # per removal ~70 instructions of bucket shifting; a rebuild ~7 a slot and ~25 a live entry
+        bulk = <int64_t>expired * 8 >= <int64_t>self.state.capacity + <int64_t>remaining * 3
+        collecting = PyGC_Disable()
+        try:
+            while True:
+                s = expiry_next(&self.v, now)
+                if s < 0:
+                    break
+                counter_add(&self.state.counters.expirations, 1)
+                key = list_item(self.slot_keys, s)
+                value = list_item(self.slot_values, s)
+                if shape == PAIRS:
+                    removed.append((<object>key, <object>value))
+                elif shape == TRIPLES:
+                    removed.append((<object>key, <object>value, EXPIRE))
+                elif not (releasable_now(key) and releasable_now(value)):
+                    if removed is None:
+                        removed = []
+                    removed.append(<object>key)
+                    removed.append(<object>value)
+                if bulk:
+                    slot_free_untabled(&self.v, s)
+                else:
+                    slot_free(&self.v, s)
+                list_clear_item(self.slot_keys, s)      # handed back, parked, or safe to release
+                list_clear_item(self.slot_values, s)
+        finally:
+            if bulk:
+                table_rebuild(&self.v)
+            if collecting:
+                PyGC_Enable()
+        return removed
+
+    cdef list _release_all(self, int32_t expired, list parked):
+        # _expire_into(RELEASED) when every entry has expired: as clear(), the slot lists go
+        # whole into parked (released by the caller after its section; no per-entry checks).
+        cdef list keys = [], values = []        # allocated before anything changes
+        if parked is None:
+            parked = []
+        parked.append(self.slot_keys)
+        parked.append(self.slot_values)
+        self.slot_keys, self.slot_values = keys, values
+        self._free_arrays()
+        counter_add(&self.state.counters.expirations, expired)
+        return parked
 
     cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, int64_t extra):
         # Bring size + extra within maxsize: expired entries first, then the
@@ -616,7 +772,7 @@ cdef class LRUCache:
 
     cdef object _put(self, object key, object value, object ttl, object size, bint collect, bint only_if_absent):
         # put(); without collect, what leaves is released as _drop says and None or a list of it returned.
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef int64_t size_c
         cdef double now, deadline
@@ -674,7 +830,7 @@ cdef class LRUCache:
 
     def pop_expired(self, key, default=None):
         """If ``key`` is held but expired, remove it and return its value; else ``default``."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         cdef tuple entry = None
@@ -688,7 +844,7 @@ cdef class LRUCache:
 
     def remaining(self, key):
         """Seconds left for a live key (``math.inf``: never expires); ``None`` if absent or expired."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
@@ -749,7 +905,9 @@ cdef class LRUCache:
         cdef double now = self._user_time()
         cdef list parked = None         # entries whose release could run user code: dropped after the section
         cdef Py_ssize_t purged = 0
+        cdef int32_t capacity = 0
         with cython.critical_section(self):
+            capacity = self.state.capacity
             if self.busy:
                 self._wait_not_busy()
             if self.state.heap_len or self.state.lanes_used:
@@ -759,7 +917,10 @@ cdef class LRUCache:
                 purged -= self.state.count
                 if purged:
                     self._maybe_shrink()
+            capacity -= self.state.capacity
         del parked
+        if <size_t>capacity * SLOT_BYTES >= TRIM_BYTES:     # the lists parked by _release_all are freed now
+            heap_trim()
         return purged
 
     # -- mapping protocol ---------------------------------------------------
@@ -771,7 +932,7 @@ cdef class LRUCache:
     def __setitem__(self, key, value):
         self._put(key, value, None, None, False, False)
 
-    cpdef object get(self, object key, object default=None):
+    def get(self, key, default=None):
         """The live value (now most recently used), else ``default``."""
         return self._read(key, default, False)
 
@@ -782,7 +943,7 @@ cdef class LRUCache:
         # get() and [] in one body.  [] raises KeyError here rather than passing a sentinel to
         # get(): MISSING's reference count, bumped by every call, would be one cache line that
         # every thread writes on a free-threaded build (2 threads ran [] slower than 1).
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
@@ -790,7 +951,7 @@ cdef class LRUCache:
             if self._is_live(s, now):
                 slot_read(&self.v, s)
                 counter_add(&self.state.counters.hits, 1)
-                return self.slot_values[s]
+                return <object>list_item(self.slot_values, s)
             self._count_miss(s)
         if missing_raises:
             raise KeyError(key)
@@ -804,7 +965,7 @@ cdef class LRUCache:
 
     def peek(self, key, default=None):
         """The live value without changing recency, else ``default``."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         with cython.critical_section(self):
@@ -816,14 +977,14 @@ cdef class LRUCache:
             return self.slot_values[s]
 
     def __contains__(self, key):
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         with cython.critical_section(self):
             return self._is_live(self._find(key, h), now)
 
     def touch(self, key, ttl=None):
         """Give a live entry a new deadline and make it most recently used; False if none."""
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double lifetime = self._lifetime(ttl)
         cdef double now = self._user_time()
         cdef int32_t s
@@ -852,7 +1013,7 @@ cdef class LRUCache:
 
     cdef object _pop(self, object key):
         # Remove the live entry under key and return its value; MISSING if there is none.
-        cdef uint32_t h = <uint32_t>PyObject_Hash(key)
+        cdef uint32_t h = <uint32_t>key_hash(key)
         cdef double now = self._user_time()
         cdef int32_t s
         cdef object _stored_key = None, value = MISSING
@@ -877,8 +1038,9 @@ cdef class LRUCache:
         """Remove every entry and give the memory back."""
         cdef list keys, values
         cdef double now = self._user_time()
-        cdef int32_t expired
+        cdef int32_t expired, capacity
         with cython.critical_section(self):
+            capacity = self.state.capacity
             if self.busy:
                 self._wait_not_busy()
             expired = expiry_count(&self.v, self._clock(now)) if self.state.count else 0
@@ -888,6 +1050,8 @@ cdef class LRUCache:
             self.slot_keys, self.slot_values = [], []
             self._free_arrays()
         del keys, values  # released here, with the cache already empty
+        if <size_t>capacity * SLOT_BYTES >= TRIM_BYTES:
+            heap_trim()
 
     def keys(self):
         """Live keys, most recently used first."""

@@ -89,6 +89,18 @@ cdef inline double default_clock() noexcept nogil:
     cdef double t = memorystore_coarse_clock()
     return t if t >= 0 else monotonic()
 
+cdef extern from *:
+    """
+    /* Index of the lowest set bit of x (x != 0): walks the lanes in use only. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define memorystore_lowest_bit(x) __builtin_ctz(x)
+    #else
+    static int memorystore_lowest_bit(unsigned int x) { int n = 0; while (!(x & 1u)) { x >>= 1; n++; } return n; }
+    #endif
+    """
+    int lowest_bit "memorystore_lowest_bit"(uint32_t x) noexcept nogil
+
+
 cdef enum:
     NIL = -1
     NLANES = 8
@@ -344,23 +356,44 @@ cdef inline void slot_stamp(SlotsView* v, int32_t s) noexcept nogil:
         stamps_renumber(v)
 
 
+cdef inline void list_move_to_head(SlotsView* v, int32_t s, int l) noexcept nogil:
+    # Move slot s, in list l and not its head, to the head (the list's size stays).
+    cdef SlotsState* st = v.st
+    cdef Slot* slot = &v.slots[s]
+    cdef int32_t p = slot.prev          # >= 0: s is not the head
+    cdef int32_t n = slot.next
+    v.slots[p].next = n
+    if n >= 0:
+        v.slots[n].prev = p
+    else:
+        st.tail[l] = p
+    slot.prev = NIL
+    slot.next = st.head[l]
+    v.slots[st.head[l]].prev = s
+    st.head[l] = s
+
+
 cdef inline void slot_read(SlotsView* v, int32_t s) noexcept nogil:
     # A read (get, touch) of the live entry in slot s: most recently used,
     # and protected from now on.
-    cdef int lst = list_of(v, s)
-    cdef int now_in
-    if not (v.slots[s].stamp & SLOT_READ):
-        v.slots[s].stamp |= SLOT_READ
-        now_in = list_of(v, s)
-        if now_in != lst:                       # promoted: probation -> protected
-            list_unlink(v, s, lst)
-            list_push_head(v, s, now_in)
+    cdef SlotsState* st = v.st
+    cdef uint32_t stamp = v.slots[s].stamp
+    cdef uint32_t used = st.next_stamp
+    cdef int lst = PROBATION
+    if st.policy == POLICY_PROTECT:
+        if not (stamp & SLOT_READ):             # promoted: probation -> protected
+            v.slots[s].stamp = stamp | SLOT_READ
+            list_unlink(v, s, PROBATION)
+            list_push_head(v, s, PROTECTED)
             slot_stamp(v, s)
             return
-    if v.st.head[lst] != s:
-        list_unlink(v, s, lst)
-        list_push_head(v, s, lst)
-    slot_stamp(v, s)
+        lst = PROTECTED
+    if st.head[lst] != s:
+        list_move_to_head(v, s, lst)
+    v.slots[s].stamp = (stamp & ~STAMP_MASK) | SLOT_READ | used      # slot_stamp's work, in one write
+    st.next_stamp = used + 1
+    if used + 1 == STAMP_LIMIT:
+        stamps_renumber(v)
 
 
 cdef inline void slot_written(SlotsView* v, int32_t s) noexcept nogil:
@@ -368,8 +401,7 @@ cdef inline void slot_written(SlotsView* v, int32_t s) noexcept nogil:
     # list (a protected entry stays protected).
     cdef int lst = list_of(v, s)
     if v.st.head[lst] != s:
-        list_unlink(v, s, lst)
-        list_push_head(v, s, lst)
+        list_move_to_head(v, s, lst)
     slot_stamp(v, s)
 
 
@@ -560,10 +592,12 @@ cdef inline double expiry_first(SlotsView* v) noexcept nogil:
     cdef SlotsState* st = v.st
     cdef double first = v.heap_key[0] if st.heap_len else INFINITY
     cdef int lane
-    if st.lanes_used:
-        for lane in range(NLANES):
-            if st.lanes_used & (1u << lane) and v.slots[st.lane_head[lane]].deadline < first:
-                first = v.slots[st.lane_head[lane]].deadline
+    cdef uint32_t used = st.lanes_used
+    while used:
+        lane = lowest_bit(used)
+        used &= used - 1
+        if v.slots[st.lane_head[lane]].deadline < first:
+            first = v.slots[st.lane_head[lane]].deadline
     return first
 
 
@@ -572,18 +606,20 @@ cdef inline int32_t expiry_next(SlotsView* v, double now) noexcept nogil:
     # Heap keys that turn out to be lower bounds are re-filed on the way.
     cdef SlotsState* st = v.st
     cdef int lane
+    cdef uint32_t used
     cdef int32_t s, best
     cdef double d, best_deadline
     while True:
         best = NIL
         best_deadline = now
-        if st.lanes_used:
-            for lane in range(NLANES):
-                if st.lanes_used & (1u << lane):
-                    s = st.lane_head[lane]
-                    d = v.slots[s].deadline
-                    if d <= best_deadline:
-                        best, best_deadline = s, d
+        used = st.lanes_used
+        while used:
+            lane = lowest_bit(used)
+            used &= used - 1
+            s = st.lane_head[lane]
+            d = v.slots[s].deadline
+            if d <= best_deadline:
+                best, best_deadline = s, d
         if st.heap_len == 0 or v.heap_key[0] > best_deadline or (best >= 0 and v.heap_key[0] == best_deadline):
             return best
         s = v.heap_slot[0]
@@ -661,8 +697,25 @@ cdef inline int32_t slot_take(SlotsView* v, uint32_t h, double deadline, int64_t
 
 cdef inline void slot_free(SlotsView* v, int32_t s) noexcept nogil:
     # Take the entry in slot s out of every structure and put the slot on the free list.
-    cdef SlotsState* st = v.st
     table_remove(v, s)
+    slot_free_untabled(v, s)
+
+
+cdef inline void table_rebuild(SlotsView* v) noexcept nogil:
+    # File every live slot in an emptied table: after removing many entries with
+    # slot_free_untabled, cheaper than shifting buckets back one removal at a time.
+    cdef int32_t i
+    for i in range(v.st.table_size):
+        v.table[i].slot = NIL
+    for i in range(v.st.capacity):
+        if not (v.slots[i].stamp & SLOT_FREE):
+            table_insert(v, i)
+
+
+cdef inline void slot_free_untabled(SlotsView* v, int32_t s) noexcept nogil:
+    # slot_free but for the table, which then still files s: the caller rebuilds
+    # it (table_rebuild) or drops it before anything probes it.
+    cdef SlotsState* st = v.st
     list_unlink(v, s, list_of(v, s))
     expiry_unfile(v, s)
     st.size -= slot_size(v, s)
