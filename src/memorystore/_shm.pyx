@@ -1197,6 +1197,14 @@ cdef class ShmCache:
 
     def get(self, key, default=None):
         """The live value (now most recently used), else ``default``."""
+        return self._read(key, default, True)
+
+    def peek(self, key, default=None):
+        """The live value without changing recency, else ``default``."""
+        return self._read(key, default, False)
+
+    cdef object _read(self, object key, object default, bint promote):
+        # get() and peek() in one body: they differ only in the recency update.
         cdef Py_ssize_t n
         cdef object held = self._key_held(key, False)
         cdef const char* k = key_pointer(held, &n)
@@ -1212,9 +1220,10 @@ cdef class ShmCache:
         try:
             s = self._find(k, n, h)
             if s >= 0 and self.v.slots[s].deadline > self._clock(now):
-                kill_point(KP_READ_LOCKED)
-                slot_read(&self.v, s)
-                kill_point(KP_READ_PROMOTED)
+                if promote:
+                    kill_point(KP_READ_LOCKED)
+                    slot_read(&self.v, s)
+                    kill_point(KP_READ_PROMOTED)
                 self.v.st.counters.hits += 1
                 out = self._value(s)
             else:
@@ -1223,33 +1232,7 @@ cdef class ShmCache:
                     self.v.st.counters.expired += 1
         finally:
             self._release()
-        if type(out) is Utf8:
-            return (<Utf8>out).decode()
-        return out
-
-    def peek(self, key, default=None):
-        """The live value without changing recency, else ``default``."""
-        cdef Py_ssize_t n
-        cdef object held = self._key_held(key, False)
-        cdef const char* k = key_pointer(held, &n)
-        cdef double now
-        cdef int32_t s
-        cdef object out = default
-        if k == NULL:
-            return default
-        now = self._user_time()
-        self._acquire()
-        try:
-            s = self._find(k, n, self._hash(k, n))
-            if s >= 0 and self.v.slots[s].deadline > self._clock(now):
-                self.v.st.counters.hits += 1
-                out = self._value(s)
-            else:
-                self.v.st.counters.misses += 1
-                if s >= 0:
-                    self.v.st.counters.expired += 1
-        finally:
-            self._release()
+        # Utf8 marks a str stored as its UTF-8 bytes; decoded here, after the lock is released.
         if type(out) is Utf8:
             return (<Utf8>out).decode()
         return out
