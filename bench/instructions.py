@@ -758,7 +758,7 @@ def ratios_to_dict(counts: dict[str, Any]) -> dict[str, dict[str, float]]:
 # --------------------------------------------------------------------------- profiles
 
 
-PROFILE_OPS = ("get_hit", "set_new", "delete", "purge_one_ttl", "purge_two_ttls", "expire_two_ttls")
+PROFILE_OPS = ("get_hit", "getitem_hit", "set_new", "delete", "purge_one_ttl", "purge_two_ttls", "expire_two_ttls")
 CYTHON_SOURCE = re.compile(r'^\s*/\* "([^"]+\.(?:pyx|pxd))":(\d+)$')
 
 
