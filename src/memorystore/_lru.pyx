@@ -112,6 +112,9 @@ cdef extern from *:
         length = PyUnicode_GET_LENGTH(a);
         if (length != PyUnicode_GET_LENGTH(b))
             return 0;
+        /* Sids are ASCII: their characters follow the header, no kind or data pointer to fetch. */
+        if (PyUnicode_IS_COMPACT_ASCII(a) && PyUnicode_IS_COMPACT_ASCII(b))
+            return memcmp(((PyASCIIObject *)a) + 1, ((PyASCIIObject *)b) + 1, (size_t)length) == 0;
         kind = PyUnicode_KIND(a);
         if (kind != PyUnicode_KIND(b))
             return 0;
