@@ -400,7 +400,10 @@ class MemoryStore:
         are ignored.  A sid that is not exactly ``str`` raises ``TypeError``
         before anything is removed.
         """
-        batch = sid_batch(sids)
+        if type(sids) is str and 0 < len(sids) <= MAX_SID_LENGTH:
+            batch: Iterable[str] = (sids,)  # the usual call (a logout): skip building a checked list
+        else:
+            batch = sid_batch(sids)
         removed = []
         with self._lock:
             for sid in batch:
