@@ -31,4 +31,7 @@ def test_shared_benchmark_runs_end_to_end(tmp_path):
     for heading in ("## 1. One process", "## 2a.", "## 2b.", "## 3. Aggregate", "## Targets"):
         assert heading in text
     assert "| 2 | SharedMemoryStore |" in text
+    throughput = text.split("## 3. Aggregate")[1].split("## Targets")[0]
+    assert "| (MemoryStore, per process) | " in throughput  # the machine's own 2-process scaling
+    assert "| SharedMemoryStore | " in throughput
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("memorystore.bench-")]  # unlinked
