@@ -313,6 +313,18 @@ def populate(opener: Callable, arg: Any) -> list[str]:
     return population
 
 
+def prepare(opener: Callable, arg: Any) -> tuple[list[str], Any]:
+    """The population, and the argument each worker opens its store with.
+
+    A shared store is filled here once; the per-process MemoryStore (the reference, nothing
+    shared) gets the population itself, and each worker fills its own store with it.
+    """
+    if opener is open_memorystore:
+        population = populate(open_memorystore, None)
+        return population, population
+    return populate(opener, arg), arg
+
+
 def main(argv: list[str] | None = None) -> int:
     global POPULATION
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -408,11 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             summary: dict[tuple[int, str], dict[str, tuple[float, float, float]]] = {}
             for n in procs:
                 for label, (opener, arg) in [(REFERENCE, (open_memorystore, None)), *peers.items()]:
-                    if opener is open_memorystore:
-                        population = populate(open_memorystore, None)
-                        arg = population  # each worker fills its own store
-                    else:
-                        population = populate(opener, arg)
+                    population, arg = prepare(opener, arg)
                     outs = _fork_all(
                         n,
                         _worker_mix,
@@ -452,11 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("|---|---|---|---|---|---|")
         scaling: dict[str, float] = {}
         for label, (opener, arg) in [(REFERENCE, (open_memorystore, None)), *peers.items()]:
-            if opener is open_memorystore:
-                population = populate(open_memorystore, None)
-                arg = population  # each worker fills its own store: what 2 cores give with nothing shared
-            else:
-                population = populate(opener, arg)
+            population, arg = prepare(opener, arg)
             trials: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
             for _ in range(args.trials):  # 1 and 2 processes alternate: both see the same machine load
                 for n in (1, 2):
