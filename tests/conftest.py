@@ -126,6 +126,7 @@ NOT_FOR_SHARED = {
     "are checked by test_counters_and_gauges_per_store[shm]",
     "test_core_is_built_from_core_class_and_read_only": "the shared core is ShmCache, not _core_class",
     "test_interpreter_exits_with_running_thread": "runs a MemoryStore of a core module in a subprocess",
+    "test_prune_threads_end_before_interpreter_finalization": "runs a MemoryStore of a core module in a subprocess",
     "test_snapshot_survives_a_new_process": "runs a MemoryStore of a core module in a subprocess",
     "test_repr_has_no_sids": "the repr shows capacity, not max (test_shared.py checks it has no sids)",
     "test_constructor_uses_default_options": "a shared store is always bounded (capacity)",

@@ -1137,6 +1137,33 @@ def test_interpreter_exits_with_running_thread(store_cls):
     assert result.stderr == ""
 
 
+
+def test_prune_threads_end_before_interpreter_finalization(store_cls):
+    # A daemon thread still running at finalization can hang a free-threaded 3.13 interpreter for
+    # good (CPython gh-137433), so the store ends its threads from atexit.  atexit runs its
+    # callbacks last registered first: this check, registered before memorystore is imported,
+    # runs after the store's own callback.
+    core_module = store_cls._core_class.__module__
+    result = _run_isolated(
+        f"""
+        import atexit, threading
+
+        def prune_threads():
+            return sum(t.name == "memorystore-prune" and t.is_alive() for t in threading.enumerate())
+
+        atexit.register(lambda: print("alive at exit", prune_threads()))
+        import importlib
+        from memorystore.store import MemoryStore
+        core = importlib.import_module({core_module!r}).LRUCache
+        class S(MemoryStore):
+            _core_class = core
+        stores = [S(check_period=0.001, ttl=5) for _ in range(3)]
+        print("running", prune_threads())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["running 3", "alive at exit 0"]
+
 # -- logging ------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ usual, so restoring a file never runs ``pickle.loads`` on it by itself.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import math
@@ -103,6 +104,31 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+# How long the interpreter's exit waits for a prune thread that is inside a prune (a slow dispose).
+_EXIT_JOIN_SECONDS = 5.0
+
+
+def _stop_prune_threads_at_exit() -> None:
+    # A prune thread is a daemon, so that a forgotten store never keeps a process alive; but a
+    # daemon thread still running once the interpreter finalizes can deadlock it: the free-threaded
+    # 3.13 build hangs for good when such a thread starts a collection then (CPython gh-137433; it
+    # hung our exit test in CI).  atexit callbacks run before finalization begins, so every prune
+    # thread is told to stop here and given a bounded time to finish the prune it is in.
+    threads = []
+    for store in list(_STORES):
+        thread, stop = store._thread, store._stop
+        if stop is not None:
+            stop.set()
+        if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
+            threads.append(thread)
+    deadline = time.monotonic() + _EXIT_JOIN_SECONDS
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_stop_prune_threads_at_exit)
 
 
 # -- the store ------------------------------------------------------------------
