@@ -49,7 +49,9 @@ Method (issue 16):
   past both.  cachebox has no injectable clock: its TTLCache (one lifetime) is
   filled, then the script sleeps until every entry expired (real time).
   ``expire()`` hands back a (key, value) pair per entry; building and freeing
-  them is counted.
+  them is counted.  One more row holds str values (a session as a json
+  ``MemoryStore`` keeps it) instead of the shared dict: a pair of a str and a
+  str holds no container, so the collector does not have to traverse it.
 
 Ratios: a memorystore count divided by a peer's count for the same operation;
 above 1, memorystore executes more instructions.  Operations ``dict`` does not
@@ -106,7 +108,7 @@ TTL = 3600.0  # the default lifetime in the per-op rows: nothing expires while t
 # --------------------------------------------------------------------------- operations
 
 CORE_OPS = ("get_hit", "get_miss", "getitem_hit", "set_new", "overwrite", "delete")
-EXPIRY_OPS = ("purge_one_ttl", "purge_two_ttls", "expire_one_ttl", "expire_two_ttls")
+EXPIRY_OPS = ("purge_one_ttl", "purge_two_ttls", "expire_one_ttl", "expire_two_ttls", "expire_str_values")
 STORE_OPS = ("store_get", "store_set")
 #: the one expiry row of a peer (one lifetime: cachebox.TTLCache has no other), shown in every expiry row
 PEER_EXPIRY = "expire_one_ttl"
@@ -123,6 +125,7 @@ TITLES = {
     "purge_two_ttls": "`purge()` per expired entry, two lifetimes",
     "expire_one_ttl": "`expire()` per expired entry, one lifetime",
     "expire_two_ttls": "`expire()` per expired entry, two lifetimes",
+    "expire_str_values": "`expire()` per expired entry, str values",
     "store_get": "`MemoryStore.get` hit",
     "store_set": "`MemoryStore.set` (overwrite)",
 }
@@ -140,6 +143,7 @@ DICT_UNIT = {
     "purge_two_ttls": "delete",
     "expire_one_ttl": "delete",
     "expire_two_ttls": "delete",
+    "expire_str_values": "delete",
     "store_get": "get_hit",
     "store_set": "overwrite",
 }
@@ -188,7 +192,7 @@ class Subject:
     build: Callable[[int], Any]
     ops: dict[str, str]
     own: bool = False
-    expiry: Callable[[int, FakeTimer, bool], Any] | None = None
+    expiry: Callable[..., Any] | None = None  # (entries, timer, two lifetimes[, value]) -> a filled cache
     small_loop: int = LOOP  # fewer operations for a row with a pathological cost
     small_ops: tuple[str, ...] = ()
     shared: bool = False  # one filled cache for every row (rows that change nothing but recency and values)
@@ -223,11 +227,11 @@ def _core(ttl: float | None) -> Callable[[int], Any]:
     return build
 
 
-def _core_expiry(entries: int, timer: FakeTimer, two: bool) -> Any:
+def _core_expiry(entries: int, timer: FakeTimer, two: bool, value: Any = None) -> Any:
     from memorystore._lru import LRUCache
 
     cache = LRUCache(maxsize=entries, ttl=LONG_TTL, timer=timer)
-    _fill_lifetimes(cache.set, entries, two)
+    _fill_lifetimes(cache.set, entries, two, value)
     return cache
 
 
@@ -249,10 +253,11 @@ def _owned(keys: list[str]) -> list[str]:
     return [key.encode().decode() for key in keys]
 
 
-def _fill_lifetimes(set_: Callable[..., Any], entries: int, two: bool) -> None:
-    value = SESSION
+def _fill_lifetimes(set_: Callable[..., Any], entries: int, two: bool, value: Any = None) -> None:
+    value = SESSION if value is None else value
     for i, key in enumerate(_owned(_keys(entries))):
-        set_(key, value, SHORT_TTL if two and i % 100 == 0 else LONG_TTL)
+        # a str value is copied per entry, as each session's json is its own string
+        set_(key, value.encode().decode() if isinstance(value, str) else value, SHORT_TTL if two and i % 100 == 0 else LONG_TTL)
 
 
 def _store(serializer: str) -> Callable[[int], Any]:
@@ -521,7 +526,10 @@ def count_expiry(regions: Regions, subject: Subject, op: str) -> dict[str, Any]:
     """Count one expiry row: one purge()/expire() call removing PRUNE_ENTRIES expired entries."""
     assert subject.expiry is not None
     timer = FakeTimer()
-    cache = subject.expiry(PRUNE_ENTRIES, timer, op.endswith("two_ttls"))
+    if op == "expire_str_values":  # memorystore's own row (peers count PEER_EXPIRY only)
+        cache = subject.expiry(PRUNE_ENTRIES, timer, False, json.dumps(SESSION))
+    else:
+        cache = subject.expiry(PRUNE_ENTRIES, timer, op.endswith("two_ttls"))
     gc.collect()
     timer.now += LONG_TTL + 1  # past both lifetimes
     run = _purge if op.startswith("purge") else _expire
@@ -758,7 +766,7 @@ def ratios_to_dict(counts: dict[str, Any]) -> dict[str, dict[str, float]]:
 # --------------------------------------------------------------------------- profiles
 
 
-PROFILE_OPS = ("get_hit", "getitem_hit", "set_new", "delete", "purge_one_ttl", "purge_two_ttls", "expire_two_ttls")
+PROFILE_OPS = ("get_hit", "getitem_hit", "set_new", "delete", "purge_one_ttl", "purge_two_ttls", "expire_two_ttls", "expire_str_values")
 CYTHON_SOURCE = re.compile(r'^\s*/\* "([^"]+\.(?:pyx|pxd))":(\d+)$')
 
 

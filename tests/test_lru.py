@@ -896,6 +896,31 @@ def test_expire_keeps_recency_of_live_entries(make: Callable[..., Any], fake_tim
     assert cache.keys() == ["a", "c", "b"]
 
 
+def test_expire_pairs_holding_a_container_stay_collectable(lru_impl: ModuleType, fake_timer: Any) -> None:
+    # The compiled core leaves a pair untracked by the collector when neither item is a container
+    # (nothing for a young collection to traverse); a pair holding one must stay tracked, or a
+    # cycle through it would never be freed.
+    class Node:
+        pair: Any = None
+
+    cache = lru_impl.LRUCache(ttl=10, timer=fake_timer)
+    node = Node()
+    cache.set("atom", "a str value")
+    cache.set("container", node)
+    fake_timer.advance(10)
+    expired = cache.expire()
+    by_key = {pair[0]: pair for pair in expired}
+    assert by_key == {"atom": ("atom", "a str value"), "container": ("container", node)}
+    assert gc.is_tracked(by_key["container"])
+    if lru_impl.__name__ == "memorystore._lru":
+        assert not gc.is_tracked(by_key["atom"])
+    node.pair = by_key["container"]  # node -> pair -> node: only the collector frees it
+    ref = weakref.ref(node)
+    del node, expired, by_key
+    gc.collect()
+    assert ref() is None
+
+
 def test_expire_nothing_expired(make: Callable[..., Any]) -> None:
     cache = filled(make(ttl=10), "a", "b")
     before = state(cache)
