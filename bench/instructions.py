@@ -218,6 +218,7 @@ MAPPING_OPS = {
 # Exit status of a gate that could not measure here (automake's "skipped"; tools/test.sh records SKIP).
 SKIPPED = 77
 
+
 def _core(ttl: float | None) -> Callable[[int], Any]:
     def build(entries: int) -> Any:
         from memorystore._lru import LRUCache
@@ -257,7 +258,8 @@ def _fill_lifetimes(set_: Callable[..., Any], entries: int, two: bool, value: An
     value = SESSION if value is None else value
     for i, key in enumerate(_owned(_keys(entries))):
         # a str value is copied per entry, as each session's json is its own string
-        set_(key, value.encode().decode() if isinstance(value, str) else value, SHORT_TTL if two and i % 100 == 0 else LONG_TTL)
+        own_value = value.encode().decode() if isinstance(value, str) else value
+        set_(key, own_value, SHORT_TTL if two and i % 100 == 0 else LONG_TTL)
 
 
 def _store(serializer: str) -> Callable[[int], Any]:
@@ -766,7 +768,16 @@ def ratios_to_dict(counts: dict[str, Any]) -> dict[str, dict[str, float]]:
 # --------------------------------------------------------------------------- profiles
 
 
-PROFILE_OPS = ("get_hit", "getitem_hit", "set_new", "delete", "purge_one_ttl", "purge_two_ttls", "expire_two_ttls", "expire_str_values")
+PROFILE_OPS = (
+    "get_hit",
+    "getitem_hit",
+    "set_new",
+    "delete",
+    "purge_one_ttl",
+    "purge_two_ttls",
+    "expire_two_ttls",
+    "expire_str_values",
+)
 CYTHON_SOURCE = re.compile(r'^\s*/\* "([^"]+\.(?:pyx|pxd))":(\d+)$')
 
 

@@ -1137,7 +1137,6 @@ def test_interpreter_exits_with_running_thread(store_cls):
     assert result.stderr == ""
 
 
-
 def test_prune_threads_end_before_interpreter_finalization(store_cls):
     # A daemon thread still running at finalization can hang a free-threaded 3.13 interpreter for
     # good (CPython gh-137433), so the store ends its threads from atexit.  atexit runs its
@@ -1163,6 +1162,7 @@ def test_prune_threads_end_before_interpreter_finalization(store_cls):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["running 3", "alive at exit 0"]
+
 
 # -- logging ------------------------------------------------------------------------------
 

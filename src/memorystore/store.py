@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import _core
 from ._log import logger
@@ -106,6 +106,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
+def _joinable(thread: threading.Thread | None) -> TypeGuard[threading.Thread]:
+    """Whether ``thread`` is a started prune thread other than the caller (which cannot join itself)."""
+    return thread is not None and thread is not threading.current_thread() and thread.ident is not None
+
+
 # How long the interpreter's exit waits for a prune thread that is inside a prune (a slow dispose).
 _EXIT_JOIN_SECONDS = 5.0
 
@@ -121,7 +126,7 @@ def _stop_prune_threads_at_exit() -> None:
         thread, stop = store._thread, store._stop
         if stop is not None:
             stop.set()
-        if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
+        if _joinable(thread):
             threads.append(thread)
     deadline = time.monotonic() + _EXIT_JOIN_SECONDS
     for thread in threads:
@@ -552,7 +557,7 @@ class MemoryStore:
             self._thread = self._stop = None
         if stop is not None:
             stop.set()
-        if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
+        if _joinable(thread):
             thread.join()
 
     def close(self) -> None:
