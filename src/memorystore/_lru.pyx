@@ -28,7 +28,6 @@ and values are collected and released after the section ends.
 """
 
 cimport cython
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pythread cimport PyThread_get_thread_ident
@@ -141,7 +140,7 @@ cdef extern from *:
         return t;
     }
     #define memorystore_list_item(list, i) PyList_GET_ITEM(list, i)
-    /* Put item in list[i] and release what was there (None: a list made with [None] * n). */
+    /* Put item in list[i] and release what was there (the caller knows that runs no user code). */
     static inline void memorystore_list_put(PyObject *list, Py_ssize_t i, PyObject *item) {
         PyObject *old = PyList_GET_ITEM(list, i);
         Py_INCREF(item);
@@ -156,13 +155,14 @@ cdef extern from *:
         Py_DECREF(old);
     }
     """
-    void list_clear_item "memorystore_list_clear_item"(object list, Py_ssize_t i) noexcept
+    void list_clear_item "memorystore_list_clear_item"(PyObject* list, Py_ssize_t i) noexcept
     int PyGC_Disable() noexcept
     int PyGC_Enable() noexcept
     Py_hash_t key_hash "memorystore_key_hash"(object key) except? -1
     int str_equal "memorystore_str_equal"(PyObject* a, PyObject* b) noexcept
-    PyObject* list_item "memorystore_list_item"(object list, Py_ssize_t i) noexcept   # borrowed
-    void list_put "memorystore_list_put"(object list, Py_ssize_t i, object item) noexcept
+    PyObject* list_item "memorystore_list_item"(PyObject* list, Py_ssize_t i) noexcept   # borrowed
+    Py_ssize_t list_len "PyList_GET_SIZE"(PyObject* list) noexcept
+    void list_put "memorystore_list_put"(PyObject* list, Py_ssize_t i, object item) noexcept
     tuple untracked_tuple "memorystore_tuple"(Py_ssize_t n, PyObject* a, PyObject* b, PyObject* c)
 
 
@@ -568,8 +568,8 @@ cdef class LRUCache:
         cdef int32_t i, s, n
         cdef int equal
         cdef PyObject* stored
-        if self.busy or PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
-                PyList_GET_SIZE(self.slot_values) != self.state.capacity:
+        if self.busy or list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
+                list_len(<PyObject*>self.slot_values) != self.state.capacity:
             self._check_usable()
         n = self.state.table_size
         if n == 0:
@@ -580,7 +580,7 @@ cdef class LRUCache:
             if s < 0:
                 return NIL
             if self.v.table[i].hash32 == h:
-                stored = list_item(self.slot_keys, s)
+                stored = list_item(<PyObject*>self.slot_keys, s)
                 if stored == <PyObject*>key:
                     return s
                 equal = str_equal(stored, <PyObject*>key)
@@ -623,8 +623,8 @@ cdef class LRUCache:
         # _find's rare cases: wait out another thread's __eq__ (refuse re-entry); a cleared cache.
         if self.busy:
             self._wait_not_busy()
-        if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
-                PyList_GET_SIZE(self.slot_values) != self.state.capacity:
+        if list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
+                list_len(<PyObject*>self.slot_values) != self.state.capacity:
             raise RuntimeError("LRUCache was cleared by the garbage collector")
         return 0
 
@@ -655,15 +655,15 @@ cdef class LRUCache:
         if size != 1 and self.v.sizes == NULL:
             self._use_sizes()
         s = slot_take(&self.v, h, deadline, size)
-        self.slot_keys[s] = key
-        self.slot_values[s] = value
+        list_put(<PyObject*>self.slot_keys, s, key)
+        list_put(<PyObject*>self.slot_values, s, value)
         counter_add(&self.state.counters.writes, 1)
         return 0
 
     cdef tuple _remove_slot(self, int32_t s, str reason):
         # Take the entry in slot s out of every structure; hand back (key, value, reason).
-        cdef object key = self.slot_keys[s]
-        cdef object value = self.slot_values[s]
+        cdef object key = <object>list_item(<PyObject*>self.slot_keys, s)
+        cdef object value = <object>list_item(<PyObject*>self.slot_values, s)
         self._free_slot(s)
         return (key, value, reason)
 
@@ -671,8 +671,8 @@ cdef class LRUCache:
         # Take the entry in slot s out of every structure and free the slot; its
         # key and value references are dropped (callers hold them first).
         slot_free(&self.v, s)
-        list_clear_item(self.slot_keys, s)
-        list_clear_item(self.slot_values, s)
+        list_clear_item(<PyObject*>self.slot_keys, s)
+        list_clear_item(<PyObject*>self.slot_values, s)
         return 0
 
     cdef list _drop(self, int32_t s, str reason, list removed, bint collect):
@@ -684,8 +684,8 @@ cdef class LRUCache:
                 removed = []
             removed.append(self._remove_slot(s, reason))
             return removed
-        if not (releasable_now(PyList_GET_ITEM(self.slot_keys, s))
-                and releasable_now(PyList_GET_ITEM(self.slot_values, s))):
+        if not (releasable_now(list_item(<PyObject*>self.slot_keys, s))
+                and releasable_now(list_item(<PyObject*>self.slot_values, s))):
             if removed is None:
                 removed = []
             removed.append(self.slot_keys[s])
@@ -729,13 +729,13 @@ cdef class LRUCache:
                 if s < 0:
                     break
                 counter_add(&self.state.counters.expirations, 1)
-                key = list_item(self.slot_keys, s)
-                value = list_item(self.slot_values, s)
+                key = list_item(<PyObject*>self.slot_keys, s)
+                value = list_item(<PyObject*>self.slot_values, s)
                 if shape != RELEASED:
                     item = untracked_tuple(2, key, value, NULL) if shape == PAIRS else \
                         untracked_tuple(3, key, value, <PyObject*>EXPIRE)
                     if placed < presized:
-                        list_put(removed, placed, item)
+                        list_put(<PyObject*>removed, placed, item)
                         placed += 1
                     else:
                         removed.append(item)
@@ -748,8 +748,8 @@ cdef class LRUCache:
                     slot_free_untabled(&self.v, s)
                 else:
                     slot_free(&self.v, s)
-                list_clear_item(self.slot_keys, s)      # handed back, parked, or safe to release
-                list_clear_item(self.slot_values, s)
+                list_clear_item(<PyObject*>self.slot_keys, s)      # handed back, parked, or safe to release
+                list_clear_item(<PyObject*>self.slot_values, s)
         finally:
             if placed < presized:       # fewer than counted (never expected): no None handed back
                 del removed[placed:]
@@ -858,9 +858,9 @@ cdef class LRUCache:
             elif s >= 0:
                 if collect:
                     removed = [(self.slot_keys[s], self.slot_values[s], SET)]
-                elif not releasable_now(PyList_GET_ITEM(self.slot_values, s)):
+                elif not releasable_now(list_item(<PyObject*>self.slot_values, s)):
                     removed = [self.slot_values[s]]
-                self.slot_values[s] = value      # the old value: in removed, or safe to release
+                list_put(<PyObject*>self.slot_values, s, value)      # the old value: in removed, or safe to release
                 slot_set_size(&self.v, s, size_c)
                 slot_written(&self.v, s)
                 expiry_file(&self.v, s, deadline)
@@ -906,8 +906,8 @@ cdef class LRUCache:
         cdef int32_t s, a, b
         cdef double deadline
         with cython.critical_section(self):
-            if PyList_GET_SIZE(self.slot_keys) != self.state.capacity or \
-                    PyList_GET_SIZE(self.slot_values) != self.state.capacity:
+            if list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
+                    list_len(<PyObject*>self.slot_values) != self.state.capacity:
                 raise RuntimeError("LRUCache was cleared by the garbage collector")
             now = self._clock(now)
             a, b = self.state.head[0], self.state.head[1]
@@ -996,7 +996,7 @@ cdef class LRUCache:
             if self._is_live(s, now):
                 slot_read(&self.v, s)
                 counter_add(&self.state.counters.hits, 1)
-                return <object>list_item(self.slot_values, s)
+                return <object>list_item(<PyObject*>self.slot_values, s)
             self._count_miss(s)
         if missing_raises:
             raise KeyError(key)
@@ -1019,7 +1019,7 @@ cdef class LRUCache:
                 self._count_miss(s)
                 return default
             counter_add(&self.state.counters.hits, 1)
-            return self.slot_values[s]
+            return <object>list_item(<PyObject*>self.slot_values, s)
 
     def __contains__(self, key):
         cdef uint32_t h = <uint32_t>key_hash(key)
@@ -1065,8 +1065,8 @@ cdef class LRUCache:
         with cython.critical_section(self):
             s = self._find(key, h)
             if self._is_live(s, now):
-                _stored_key = self.slot_keys[s]     # both released when this returns
-                value = self.slot_values[s]
+                _stored_key = <object>list_item(<PyObject*>self.slot_keys, s)     # both released when this returns
+                value = <object>list_item(<PyObject*>self.slot_values, s)
                 counter_add(&self.state.counters.deletions, 1)
                 self._free_slot(s)
                 self._maybe_shrink()
