@@ -13,7 +13,7 @@ Every entry lives in a numbered *slot*; the C side is the shared ``_slots.pxd``
                      recency links, expiry links (or the heap index)
     sizes[]        NULL while every entry has size 1, else one int64 a slot
 
-    table[]        {slot, hash32} buckets, 1.5 x capacity, linear probing
+    table[]        {slot, hash32} buckets, 1.75 x capacity, linear probing
     recency        head -> ... -> tail, most recently used first; under
                    eviction="protect" two such lists: probation (never read
                    since created) and protected, merged by stamp to iterate

@@ -12,7 +12,7 @@ arrays inside the segment (offsets only, never pointers, in the segment)::
                 recoveries, stale, SlotsState (with the operation counters)
     slots[]     capacity x 32-byte Slot (the pxd's): deadline, hash32, stamp,
                 recency and expiry links
-    table[]     {slot, hash32} buckets, 1.5 x capacity
+    table[]     {slot, hash32} buckets, 1.75 x capacity
     heap        heap_slot[], heap_key[]: capacity + 1 each, never grown
     records[]   one uint64 a slot: the entry, 0 when the slot is free
                   bits 0..31  first block + 1
