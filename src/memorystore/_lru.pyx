@@ -39,7 +39,8 @@ from libc.string cimport memset
 from memorystore._slots cimport (
     EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
     Bucket, Counters, Slot, SlotsState, SlotsView, clock_slack, default_clock,
-    expiry_count, expiry_file, expiry_first, expiry_next, expiry_tally, mru_next, slot_free, slot_free_untabled,
+    expiry_count, expiry_file, expiry_first, expiry_next, expiry_prefetch_after, expiry_tally, mru_next, prefetch,
+    slot_free, slot_free_untabled,
     slot_read, slot_set_size, slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert,
     table_rebuild, table_size_for, home_bucket,
 )
@@ -705,7 +706,7 @@ cdef class LRUCache:
         # removal but rebuilt once at the end (bulk).  Pairs and triples go into
         # a list sized once when removed is empty (growing it copies it again and
         # again: a tenth of expire()'s instructions).
-        cdef int32_t s
+        cdef int32_t s, after
         cdef int32_t expired = expiry_count(&self.v, now)
         cdef int32_t remaining = self.state.count - expired
         cdef PyObject* key
@@ -729,6 +730,10 @@ cdef class LRUCache:
                 if s < 0:
                     break
                 counter_add(&self.state.counters.expirations, 1)
+                after = expiry_prefetch_after(&self.v, s)
+                if after >= 0:      # the next key and value are increfed or released: load them meanwhile
+                    prefetch(list_item(<PyObject*>self.slot_keys, after))
+                    prefetch(list_item(<PyObject*>self.slot_values, after))
                 key = list_item(<PyObject*>self.slot_keys, s)
                 value = list_item(<PyObject*>self.slot_values, s)
                 if shape != RELEASED:

@@ -100,6 +100,17 @@ cdef extern from *:
     """
     int lowest_bit "memorystore_lowest_bit"(uint32_t x) noexcept nogil
 
+cdef extern from *:
+    """
+    /* Ask the CPU to start loading the cache line at p (a hint: no fault, no effect on results). */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define memorystore_prefetch(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define memorystore_prefetch(p) ((void)(p))
+    #endif
+    """
+    void prefetch "memorystore_prefetch"(const void* p) noexcept nogil
+
 
 cdef enum:
     NIL = -1
@@ -630,6 +641,17 @@ cdef inline int32_t expiry_next(SlotsView* v, double now) noexcept nogil:
             return s
         v.heap_key[0] = v.slots[s].deadline     # the deadline moved later: re-file it, keep looking
         heap_sift_down(v, 0)
+
+
+cdef inline int32_t expiry_prefetch_after(SlotsView* v, int32_t s) noexcept nogil:
+    # The slot after s in its lane (NIL if none or s is not in a lane), its table bucket
+    # prefetched: a prune calls this before removing s, so that the next removal's bucket,
+    # a cache miss on a large table, loads while s is removed.
+    cdef int32_t after = v.slots[s].exp_next
+    if after < 0:
+        return NIL
+    prefetch(&v.table[home_bucket(v.slots[after].hash32, v.st.table_size)])
+    return after
 
 
 cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size) noexcept nogil:
