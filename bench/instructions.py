@@ -46,7 +46,9 @@ Method (issue 16):
 - Expiry rows are one ``purge()`` or ``expire()`` call that removes all 200,000
   entries, divided by 200,000: one lifetime (1000 s), and two lifetimes
   interleaved (every 100th entry 10 s, the others 1000 s), on a fake clock moved
-  past both.  cachebox has no injectable clock: its TTLCache (one lifetime) is
+  past both; and for ``expire()`` every entry its own lifetime (200,000
+  distinct ones between 1000 and 2000 s, stored in no deadline order: the
+  heap's path, as a ``ttl`` function giving each session its own lifetime).  cachebox has no injectable clock: its TTLCache (one lifetime) is
   filled, then the script sleeps until every entry expired (real time).
   ``expire()`` hands back a (key, value) pair per entry; building and freeing
   them is counted.  One more row holds str values (a session as a json
@@ -108,7 +110,14 @@ TTL = 3600.0  # the default lifetime in the per-op rows: nothing expires while t
 # --------------------------------------------------------------------------- operations
 
 CORE_OPS = ("get_hit", "get_miss", "getitem_hit", "set_new", "overwrite", "delete")
-EXPIRY_OPS = ("purge_one_ttl", "purge_two_ttls", "expire_one_ttl", "expire_two_ttls", "expire_str_values")
+EXPIRY_OPS = (
+    "purge_one_ttl",
+    "purge_two_ttls",
+    "expire_one_ttl",
+    "expire_two_ttls",
+    "expire_own_ttls",
+    "expire_str_values",
+)
 STORE_OPS = ("store_get", "store_set")
 #: the one expiry row of a peer (one lifetime: cachebox.TTLCache has no other), shown in every expiry row
 PEER_EXPIRY = "expire_one_ttl"
@@ -125,6 +134,7 @@ TITLES = {
     "purge_two_ttls": "`purge()` per expired entry, two lifetimes",
     "expire_one_ttl": "`expire()` per expired entry, one lifetime",
     "expire_two_ttls": "`expire()` per expired entry, two lifetimes",
+    "expire_own_ttls": "`expire()` per expired entry, each its own lifetime",
     "expire_str_values": "`expire()` per expired entry, str values",
     "store_get": "`MemoryStore.get` hit",
     "store_set": "`MemoryStore.set` (overwrite)",
@@ -143,6 +153,7 @@ DICT_UNIT = {
     "purge_two_ttls": "delete",
     "expire_one_ttl": "delete",
     "expire_two_ttls": "delete",
+    "expire_own_ttls": "delete",
     "expire_str_values": "delete",
     "store_get": "get_hit",
     "store_set": "overwrite",
@@ -183,8 +194,8 @@ class Subject:
 
     ``ops`` maps an operation to its statement over ``c`` (the cache), ``k``
     (the key), ``v`` (the value) and, for ``set_new``, ``d`` (the oldest key).
-    ``expiry`` builds a cache for the expiry rows: ``(entries, timer, two
-    lifetimes) -> filled cache``, ``None`` where there is no expiry.
+    ``expiry`` builds a cache for the expiry rows: ``(entries, timer, lifetimes)
+    -> filled cache`` (lifetimes "one", "two" or "own"), ``None`` where there is no expiry.
     """
 
     name: str
@@ -192,7 +203,7 @@ class Subject:
     build: Callable[[int], Any]
     ops: dict[str, str]
     own: bool = False
-    expiry: Callable[..., Any] | None = None  # (entries, timer, two lifetimes[, value]) -> a filled cache
+    expiry: Callable[..., Any] | None = None  # (entries, timer, lifetimes[, value]) -> a filled cache
     small_loop: int = LOOP  # fewer operations for a row with a pathological cost
     small_ops: tuple[str, ...] = ()
     shared: bool = False  # one filled cache for every row (rows that change nothing but recency and values)
@@ -228,11 +239,11 @@ def _core(ttl: float | None) -> Callable[[int], Any]:
     return build
 
 
-def _core_expiry(entries: int, timer: FakeTimer, two: bool, value: Any = None) -> Any:
+def _core_expiry(entries: int, timer: FakeTimer, lifetimes: str, value: Any = None) -> Any:
     from memorystore._lru import LRUCache
 
     cache = LRUCache(maxsize=entries, ttl=LONG_TTL, timer=timer)
-    _fill_lifetimes(cache.set, entries, two, value)
+    _fill_lifetimes(cache.set, entries, lifetimes, value)
     return cache
 
 
@@ -254,12 +265,16 @@ def _owned(keys: list[str]) -> list[str]:
     return [key.encode().decode() for key in keys]
 
 
-def _fill_lifetimes(set_: Callable[..., Any], entries: int, two: bool, value: Any = None) -> None:
+def _fill_lifetimes(set_: Callable[..., Any], entries: int, lifetimes: str, value: Any = None) -> None:
     value = SESSION if value is None else value
     for i, key in enumerate(_owned(_keys(entries))):
         # a str value is copied per entry, as each session's json is its own string
         own_value = value.encode().decode() if isinstance(value, str) else value
-        set_(key, own_value, SHORT_TTL if two and i % 100 == 0 else LONG_TTL)
+        if lifetimes == "own":  # i -> i * 7919 mod entries is a permutation: distinct lifetimes, in no order
+            ttl = LONG_TTL * (1 + (i * 7919 % entries) / entries)
+        else:
+            ttl = SHORT_TTL if lifetimes == "two" and i % 100 == 0 else LONG_TTL
+        set_(key, own_value, ttl)
 
 
 def _store(serializer: str) -> Callable[[int], Any]:
@@ -286,7 +301,7 @@ def _cachebox(cls: str) -> Callable[[int], Any]:
     return build
 
 
-def _cachebox_expiry(entries: int, timer: FakeTimer, two: bool) -> Any:
+def _cachebox_expiry(entries: int, timer: FakeTimer, lifetimes: str) -> Any:
     """A cachebox.TTLCache whose entries have all expired, in real time (it takes no clock)."""
     import cachebox
 
@@ -317,7 +332,7 @@ def _cachetools(cls: str) -> Callable[[int], Any]:
     return build
 
 
-def _cachetools_expiry(entries: int, timer: FakeTimer, two: bool) -> Any:
+def _cachetools_expiry(entries: int, timer: FakeTimer, lifetimes: str) -> Any:
     import cachetools
 
     cache = cachetools.TTLCache(entries, LONG_TTL, timer=timer)
@@ -529,11 +544,11 @@ def count_expiry(regions: Regions, subject: Subject, op: str) -> dict[str, Any]:
     assert subject.expiry is not None
     timer = FakeTimer()
     if op == "expire_str_values":  # memorystore's own row (peers count PEER_EXPIRY only)
-        cache = subject.expiry(PRUNE_ENTRIES, timer, False, json.dumps(SESSION))
+        cache = subject.expiry(PRUNE_ENTRIES, timer, "one", json.dumps(SESSION))
     else:
-        cache = subject.expiry(PRUNE_ENTRIES, timer, op.endswith("two_ttls"))
+        cache = subject.expiry(PRUNE_ENTRIES, timer, op.split("_")[1])  # "one", "two" or "own"
     gc.collect()
-    timer.now += LONG_TTL + 1  # past both lifetimes
+    timer.now += 2 * LONG_TTL + 1  # past every lifetime
     run = _purge if op.startswith("purge") else _expire
     label = f"{subject.name}|{op}"
     regions.measure(label + "|empty", _nothing, cache)
@@ -776,6 +791,7 @@ PROFILE_OPS = (
     "purge_one_ttl",
     "purge_two_ttls",
     "expire_two_ttls",
+    "expire_own_ttls",
     "expire_str_values",
 )
 CYTHON_SOURCE = re.compile(r'^\s*/\* "([^"]+\.(?:pyx|pxd))":(\d+)$')
