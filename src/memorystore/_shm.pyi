@@ -5,6 +5,7 @@ from typing import Any
 
 from ._stats import SharedStats
 
+SUPPORTED: bool
 LAYOUT_VERSION: int
 BLOCK_BYTES: int
 KILL_POINTS: dict[str, int]

@@ -74,7 +74,9 @@ cdef extern from *:
     #include <errno.h>
     #include <stdint.h>
     #include <string.h>
-    #if defined(__linux__)
+    /* MEMORYSTORE_SHM_UNSUPPORTED forces the branch macOS and Windows compile, so that
+       it is built and tested on Linux too (tests/test_platforms.py). */
+    #if defined(__linux__) && !defined(MEMORYSTORE_SHM_UNSUPPORTED)
       #include <pthread.h>
       #include <signal.h>
       #include <time.h>
@@ -271,9 +273,13 @@ cdef extern from *:
 
 ms_pid_init()
 
-__all__ = ["ShmCache", "LAYOUT_VERSION", "KILL_POINTS", "BLOCK_BYTES"]
+__all__ = ["ShmCache", "SUPPORTED", "LAYOUT_VERSION", "KILL_POINTS", "BLOCK_BYTES"]
 
 # -- layout ---------------------------------------------------------------------
+
+#: Whether this build has the shared-memory core (robust process-shared mutexes: Linux); when
+#: False, constructing a ShmCache raises RuntimeError.
+SUPPORTED = bool(MS_SHM_SUPPORTED)
 
 #: Bumped whenever the segment's layout changes: a segment of another version is refused.
 LAYOUT_VERSION = 1
@@ -541,8 +547,11 @@ cdef class ShmCache:
             raise TypeError("ShmCache.__init__() may not be called on a cache in use")
         if not MS_SHM_SUPPORTED:
             raise RuntimeError(
-                f"SharedMemoryStore needs robust process-shared mutexes and /dev/shm (Linux); "
-                f"this platform ({sys.platform}) has not both")
+                f"SharedMemoryStore is not available on this platform ({sys.platform}): it needs robust "
+                f"process-shared mutexes and /dev/shm, which memorystore uses on Linux only (macOS and "
+                f"Windows have no robust process-shared mutex; this build was made without them). "
+                f"Use memorystore.redis.RedisStore to share sessions between processes, or MemoryStore "
+                f"in a single process")
         if type(name) is not str:
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         if not _NAME.fullmatch(name) or name in (".", ".."):
