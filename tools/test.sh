@@ -20,7 +20,8 @@
 #      the peers' own test suites against the adapters (tools/peer-suites.sh: cachelib's and
 #      Django's, from their sdists, kept in ~/.cache/memorystore/peer-sdists); the
 #      instruction-count gate (tools/instructions-gate.sh: callgrind, exact counts against
-#      bench/results/instructions.json);
+#      bench/results/instructions.json); the Windows compile check (tools/windows-compile-check.sh:
+#      both extensions cross-compiled and linked with mingw-w64 against CPython's Windows headers);
 #   5. the suite on every other CPython pyenv offers (3.12, 3.13), each in its own environment;
 #   6. the sdist, the compiled and the pure wheel, built and tested as a user installs them
 #      (tools/check-wheels.sh), ending with one PASS/FAIL line;
@@ -208,6 +209,10 @@ step "benchmark smoke run (each benchmark once)" bench_smoke
 step "peer suites: cachelib's and Django's own tests on the adapters, both cores" bash tools/peer-suites.sh "$VENV/bin/python"
 # Instruction counts (callgrind, exact) against bench/results/instructions.json: > 5% worse fails.
 step "instruction-count gate (callgrind)" bash tools/instructions-gate.sh "$VENV/bin/python"
+# Both extensions cross-compiled for Windows (issue #12); without mingw-w64 or the CPython sources
+# it prints one loud line and exits 77.
+step "Windows compile check: mingw-w64 against CPython's Windows headers (tools/windows-compile-check.sh)" \
+    bash tools/windows-compile-check.sh "$VENV/bin/python"
 
 for version in 3.12 3.13; do
     other=$(other_python "$version")
