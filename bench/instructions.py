@@ -48,8 +48,9 @@ Method (issue 16):
   interleaved (every 100th entry 10 s, the others 1000 s), on a fake clock moved
   past both; and for ``expire()`` every entry its own lifetime (200,000
   distinct ones between 1000 and 2000 s, stored in no deadline order: the
-  heap's path, as a ``ttl`` function giving each session its own lifetime).  cachebox has no injectable clock: its TTLCache (one lifetime) is
-  filled, then the script sleeps until every entry expired (real time).
+  heap's path, as a ``ttl`` function giving each session its own lifetime).
+  cachebox has no injectable clock: its TTLCache (one lifetime) is filled,
+  then the script sleeps until every entry expired (real time).
   ``expire()`` hands back a (key, value) pair per entry; building and freeing
   them is counted.  One more row holds str values (a session as a json
   ``MemoryStore`` keeps it) instead of the shared dict: a pair of a str and a
