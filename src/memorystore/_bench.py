@@ -580,21 +580,17 @@ class Result:
     rounds: int
 
 
-def _time_case(case: Case, rounds: int, warmup: int = 1) -> tuple[float, float]:
-    """Median ns per op over ``rounds`` timed rounds (after ``warmup`` untimed ones), and their spread.
+def _time_round(case: Case) -> float:
+    """ns per op of one timed round of ``case`` (its setup untimed)."""
+    args, _ = case.setup()
+    start = time.perf_counter_ns()
+    case.run(*args)
+    return (time.perf_counter_ns() - start) / case.loop
 
-    The spread is the interquartile range of the rounds divided by their median:
-    how much this one cell moved while it was being measured.
-    """
-    samples = []
-    perf = time.perf_counter_ns
-    for i in range(warmup + rounds):
-        args, _ = case.setup()
-        start = perf()
-        case.run(*args)
-        elapsed = perf() - start
-        if i >= warmup:
-            samples.append(elapsed / case.loop)
+
+def _median_and_spread(samples: Sequence[float]) -> tuple[float, float]:
+    """The median of the rounds, and their spread: the interquartile range divided by the median,
+    how much this one cell moved while it was being measured."""
     median = statistics.median(samples)
     quartiles = statistics.quantiles(samples, n=4) if len(samples) >= 2 else [median, median, median]
     return median, (quartiles[2] - quartiles[0]) / median if median else 0.0
@@ -636,27 +632,46 @@ def run_comparison(
 ) -> dict[str, dict[str, float]]:
     """``{impl name: {op: ns/op}}`` for every supported (impl, op).
 
+    The implementations' rounds of one operation are interleaved: every implementation is built
+    and filled first, then each round times each of them once, in an order that rotates from
+    round to round. A machine whose speed drifts (a shared VM) then slows every implementation
+    alike, and the ratios of one run hold even when its absolute times move.
+
     ``spreads``, when given, receives ``{impl name: {op: interquartile range / median}}`` of the rounds.
     """
     pool = KeyPool()
     loop = max(1, min(loop, total_ops, capacity // 2))
     results: dict[str, dict[str, float]] = {impl.name: {} for impl in impls}
-    for impl in impls:
-        for op in ops:
-            if not impl.supports(op):
+    for op in ops:
+        cases: list[Case] = []
+        try:
+            for impl in impls:
+                if impl.supports(op):
+                    if progress is not None:
+                        progress.step(f"{OP_TITLES[op]}: {impl.name}")
+                    cases.append(make_case(impl, op, capacity=capacity, loop=loop, pool=pool))
+            if not cases:
                 continue
-            if progress is not None:
-                progress.step(f"{impl.name} {OP_TITLES[op]}")
-            case = make_case(impl, op, capacity=capacity, loop=loop, pool=pool)
-            try:
-                rounds = max(3, total_ops // max(case.loop, 1)) if case.loop == loop else 3
-                results[impl.name][op], spread = _time_case(case, rounds)
+            # an implementation with a smaller loop for this op (a pathological cost) times 3 rounds
+            rounds = [max(3, total_ops // max(case.loop, 1)) if case.loop == loop else 3 for case in cases]
+            samples: list[list[float]] = [[] for _ in cases]
+            for round_number in range(1 + max(rounds)):  # round 0 warms every implementation up, untimed
+                for k in range(len(cases)):
+                    i = (round_number + k) % len(cases)
+                    if round_number > rounds[i]:
+                        continue
+                    ns = _time_round(cases[i])
+                    if round_number > 0:
+                        samples[i].append(ns)
+            for case, timed in zip(cases, samples):
+                results[case.impl.name][op], spread = _median_and_spread(timed)
                 if spreads is not None:
-                    spreads.setdefault(impl.name, {})[op] = spread
+                    spreads.setdefault(case.impl.name, {})[op] = spread
                 case.check()
-            finally:
+        finally:
+            for case in cases:
                 case.close()
-                gc.collect()
+            gc.collect()
     return results
 
 
@@ -732,7 +747,7 @@ def format_table(
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     out = [line(headers), line(["-" * w for w in widths]), *[line(r) for r in rows]]
-    out.append("ns/op: the median of the timed rounds. " + RATIO_LEGEND)
+    out.append("ns/op: the median of the timed rounds, the implementations' rounds interleaved. " + RATIO_LEGEND)
     out.append(NOISE_WARNING)
     if spreads is not None:
         out.append(noise_summary(spreads))
