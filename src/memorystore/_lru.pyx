@@ -572,8 +572,7 @@ cdef class LRUCache:
         cdef int32_t i, s, n
         cdef int equal
         cdef PyObject* stored
-        if self.busy or list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
-                list_len(<PyObject*>self.slot_values) != self.state.capacity:
+        if self.busy or self._lists_cleared():
             self._check_usable()
         n = self.state.table_size
         if n == 0:
@@ -627,10 +626,15 @@ cdef class LRUCache:
         # _find's rare cases: wait out another thread's __eq__ (refuse re-entry); a cleared cache.
         if self.busy:
             self._wait_not_busy()
-        if list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
-                list_len(<PyObject*>self.slot_values) != self.state.capacity:
+        if self._lists_cleared():
             raise RuntimeError("LRUCache was cleared by the garbage collector")
         return 0
+
+    cdef inline bint _lists_cleared(self) noexcept:
+        # Whether the collector emptied a slot list (the cache was in cyclic garbage and a
+        # finalizer reached it): they always hold exactly capacity items otherwise.
+        return list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
+            list_len(<PyObject*>self.slot_values) != self.state.capacity
 
     cdef int _wait_not_busy(self) except -1:
         # Another thread is inside a key's __eq__: wait for it (GIL released);
@@ -914,8 +918,7 @@ cdef class LRUCache:
         cdef int32_t s, a, b
         cdef double deadline
         with cython.critical_section(self):
-            if list_len(<PyObject*>self.slot_keys) != self.state.capacity or \
-                    list_len(<PyObject*>self.slot_values) != self.state.capacity:
+            if self._lists_cleared():
                 raise RuntimeError("LRUCache was cleared by the garbage collector")
             now = self._clock(now)
             a, b = self.state.head[0], self.state.head[1]
