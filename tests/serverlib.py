@@ -332,14 +332,21 @@ class Sequential:
     prune_threads: bool  # every answer came from a worker whose prune thread runs
 
 
-def sequential(port: int, requests: int = 200) -> Sequential:
-    """One client's ``requests`` sequential requests (a new connection each): who served, what went wrong."""
+def sequential(port: int, requests: int = 200, *, workers: int = 1, limit: int = 2000) -> Sequential:
+    """One client's sequential requests (a new connection each): who served, what went wrong.
+
+    It sends ``requests`` requests, then goes on (up to ``limit`` in all) until ``workers`` different workers
+    have answered: which worker accepts a new connection is the kernel's choice, and on a busy 2-core machine
+    it can favour two of four workers for hundreds of connections in a row (wait_ready's probe meets them all).
+    """
     client = Client(port)
     pids: set[int] = set()
     problems: list[str] = []
     threads = True
-    for _ in range(requests):
+    sent = 0
+    while sent < requests or (len(pids) < workers and sent < limit):
         answer = client.next()
+        sent += 1
         pids.add(answer.pid)
         threads = threads and answer.prune_thread
         problem = client.check(answer)
