@@ -884,6 +884,44 @@ def test_expire_order_after_deadlines_moved_later(make: Callable[..., Any], fake
     cache.check_invariants()
 
 
+@pytest.mark.parametrize("start", [1000.0, -5000.0], ids=["positive-times", "negative-times"])
+@pytest.mark.parametrize("expiring", [0.2, 0.7])
+def test_expire_own_lifetimes_earliest_deadline_first(
+    make: Callable[..., Any], fake_timer: Any, start: float, expiring: float
+) -> None:
+    # 600 entries, each its own lifetime (so most go to the compiled core's heap), some
+    # touched later (their heap keys are then lower bounds): expire() hands back exactly
+    # the expired ones in deadline order, whether it pops them off the heap one by one
+    # (a small share expired) or takes and sorts them at once (a large share).  A fake
+    # timer may give negative times.
+    import random
+
+    fake_timer.time = start
+    rng = random.Random(f"{start}-{expiring}")
+    cache = make()
+    deadlines = {}
+    for number in range(600):
+        key = f"k{number}"
+        ttl = rng.uniform(1.0, 1000.0)
+        cache.set(key, number, ttl=ttl)
+        deadlines[key] = start + ttl
+    for key in rng.sample(sorted(deadlines), 100):
+        ttl = rng.uniform(500.0, 1500.0)
+        cache.touch(key, ttl=ttl)
+        deadlines[key] = start + ttl
+    for step in (expiring * 1000.0, 2000.0):
+        now = start + step
+        fake_timer.time = now
+        due = sorted((deadline, key) for key, deadline in deadlines.items() if deadline <= now)
+        assert 10 < len(due), "the test needs entries to expire"
+        assert cache.expire() == [(key, int(key[1:])) for _, key in due]
+        cache.check_invariants()
+        for _, key in due:
+            del deadlines[key]
+        assert sorted(cache.keys()) == sorted(deadlines)
+    assert len(cache) == 0
+
+
 def test_expire_keeps_recency_of_live_entries(make: Callable[..., Any], fake_timer: Any) -> None:
     cache = make(ttl=10)
     cache.set("a", 1, ttl=100)

@@ -778,3 +778,51 @@ def test_churn_leaves_no_memory_behind(lru_impl: ModuleType) -> None:
 def test_clear_gives_memory_back(lru_impl: ModuleType, ttl: str) -> None:
     out = run_isolated(lru_impl.__name__, FILL_BODY.format(ttl=ttl))
     assert "fill" in out
+
+
+# -- memory running out inside expire() ----------------------------------------------------
+
+EXPIRE_NOMEMORY_BODY = """
+import _testcapi
+
+interrupted = handed_back_later = 0
+for start in range(0, 400, 7):
+    clock = Clock()
+    cache = LRUCache(None, timer=clock)
+    rng = random.Random(start)
+    deadlines = {}
+    for n in range(300):                    # each its own lifetime: the compiled core's heap
+        ttl = rng.uniform(1.0, 100.0)
+        cache.set(n, (n,), ttl=ttl)
+        deadlines[n] = clock.time + ttl
+    clock.time += 1000.0                    # every entry expired: taken out at once
+    _testcapi.set_nomemory(start, 0)        # the start-th allocation from here on fails, and every later one
+    try:
+        got = cache.expire()
+    except MemoryError:
+        got = None
+    finally:
+        _testcapi.remove_mem_hooks()
+    consistent(cache)
+    rest = cache.expire()
+    if got is None:                         # what was handed back is lost with the error; the rest stays filed
+        interrupted += 1
+        handed_back_later += bool(rest)
+        assert [key for key, _ in rest] == sorted((key for key, _ in rest), key=deadlines.__getitem__), rest
+    else:
+        assert len(got) == 300 and rest == [], (len(got), len(rest))
+    assert len(cache) == 0 and cache.expire() == [], len(cache)
+    consistent(cache)
+assert interrupted and handed_back_later, (interrupted, handed_back_later)
+print("interrupted", interrupted, "handed back later", handed_back_later)
+"""
+
+
+@pytest.mark.c_extension
+def test_memory_error_inside_expire_leaves_the_rest_filed() -> None:
+    """The compiled core's expire() interrupted by MemoryError at each allocation in turn: the cache stays
+    consistent, and every expired entry it still holds is still filed (a later expire() hands it back).
+    Only the compiled core: it allocates at known points; in the pure core any bytecode may."""
+    pytest.importorskip("_testcapi", reason="CPython's _testcapi (set_nomemory) is not installed")
+    out = run_isolated("memorystore._lru", EXPIRE_NOMEMORY_BODY)
+    assert "interrupted" in out

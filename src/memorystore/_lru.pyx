@@ -18,7 +18,9 @@ Every entry lives in a numbered *slot*; the C side is the shared ``_slots.pxd``
                    eviction="protect" two such lists: probation (never read
                    since created) and protected, merged by stamp to iterate
     expiry         up to 8 lanes in deadline order (one per lifetime in use),
-                   and a 4-ary heap for deadlines that fit no lane
+                   and a 4-ary heap for deadlines that fit no lane; when much
+                   of the heap expires at once, every expired entry is taken
+                   out together and removed in slot order (expiry_take)
 
 User code (key __hash__/__eq__, the timer, getsizeof, values' __del__) never
 runs while the arrays are half-updated: hashes, times and sizes are computed
@@ -31,16 +33,17 @@ cimport cython
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from libc.math cimport NAN
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t, UINT64_MAX
 from libc.string cimport memset
 
 from memorystore._slots cimport (
     EXP_HEAP, EXP_NONE, NIL, NLANES, POLICY_LRU, POLICY_PROTECT, SLOT_FREE, SLOT_READ,
-    Bucket, Counters, Slot, SlotsState, SlotsView, clock_slack, default_clock,
-    expiry_count, expiry_file, expiry_first, expiry_next, expiry_prefetch_after, expiry_tally, mru_next, prefetch,
-    slot_free, slot_free_untabled,
+    Bucket, Counters, Expired, Slot, SlotsState, SlotsView, clock_slack, default_clock, deadline_order,
+    expired_sort, expiry_count, expiry_count_at_most, expiry_file, expiry_first, expiry_next, expiry_prefetch_after,
+    expiry_take, expiry_tally, mru_next, prefetch, slot_free, slot_free_untabled, table_prefetch,
     slot_read, slot_set_size, slot_take, slot_written, slots_check, slots_reset, slots_victim, table_insert,
     table_rebuild, table_size_for, home_bucket,
 )
@@ -148,6 +151,12 @@ cdef extern from *:
         PyList_SET_ITEM(list, i, item);
         Py_DECREF(old);
     }
+    /* Put item in list[i], giving it the caller's reference, and release what was there (as list_put). */
+    static inline void memorystore_list_give(PyObject *list, Py_ssize_t i, PyObject *item) {
+        PyObject *old = PyList_GET_ITEM(list, i);
+        PyList_SET_ITEM(list, i, item);
+        Py_DECREF(old);
+    }
     /* Put None in list[i] and release what was there (the caller knows that runs no user code). */
     static inline void memorystore_list_clear_item(PyObject *list, Py_ssize_t i) {
         PyObject *old = PyList_GET_ITEM(list, i);
@@ -167,6 +176,7 @@ cdef extern from *:
     PyObject* list_item "memorystore_list_item"(PyObject* list, Py_ssize_t i) noexcept   # borrowed
     Py_ssize_t list_len "PyList_GET_SIZE"(PyObject* list) noexcept
     void list_put "memorystore_list_put"(PyObject* list, Py_ssize_t i, object item) noexcept
+    void list_give "memorystore_list_give"(PyObject* list, Py_ssize_t i, PyObject* item) noexcept
     tuple untracked_tuple "memorystore_tuple"(Py_ssize_t n, PyObject* a, PyObject* b, PyObject* c)
 
 
@@ -702,74 +712,151 @@ cdef class LRUCache:
         return removed
 
     cdef list _expire_into(self, double now, list removed, int shape):
-        # Remove every entry expired at now, earliest deadline first, into
-        # removed: TRIPLES (key, value, "expire"), PAIRS (key, value), or
-        # RELEASED (nothing, unless releasing could run user code: see _drop;
-        # removed may then be None and is allocated on demand).  Returns removed.
-        # The garbage collector is off meanwhile: the tuples handed back would
-        # otherwise trigger young collections that traverse a young cache (ms
-        # on a cache filled a moment ago), and no finalizer may run while the
-        # table is stale.  When most entries go, the table is not updated per
-        # removal but rebuilt once at the end (bulk).  Pairs and triples go into
-        # a list sized once when removed is empty (growing it copies it again and
-        # again: a tenth of expire()'s instructions).
-        cdef int32_t s, after
-        cdef int32_t expired = expiry_count(&self.v, now)
+        # Remove every entry expired at now into removed: TRIPLES (key, value,
+        # "expire"), PAIRS (key, value), earliest deadline first; or RELEASED
+        # (nothing, unless releasing could run user code: see _expired_item;
+        # removed may then be None and is allocated on demand), in any order.
+        # Returns removed.  The garbage collector is off meanwhile: the tuples
+        # handed back would otherwise trigger young collections that traverse a
+        # young cache (ms on a cache filled a moment ago), and no finalizer may
+        # run while the table is stale.  When most entries go, the table is not
+        # updated per removal but rebuilt once at the end (bulk).  When expired
+        # entries sit in the heap and it is small beside them, they are taken
+        # out all at once (_expire_taken), else popped one by one.
+        cdef int32_t expired = expiry_count_at_most(&self.v, now)     # exact counting is a cache miss a heap item
         cdef int32_t remaining = self.state.count - expired
-        cdef PyObject* key
-        cdef PyObject* value
+        cdef Expired* taken = NULL
         cdef bint bulk, collecting
-        cdef object item
-        cdef Py_ssize_t placed = 0, presized = 0     # items set in place; the presized list's length
         if expired == 0:
             return removed
-        if remaining == 0 and shape == RELEASED:
+        if remaining == 0 and shape == RELEASED and (
+                self.state.heap_len == 0 or expiry_count(&self.v, now) == expired):
             return self._release_all(expired, removed)
-        if shape != RELEASED and not removed:
-            removed = [None] * expired
-            presized = expired
         # per removal ~70 instructions of bucket shifting; a rebuild ~7 a slot and ~25 a live entry
         bulk = <int64_t>expired * 8 >= <int64_t>self.state.capacity + <int64_t>remaining * 3
+        # taking costs O(heap_len + expired): only when that is O(expired); without memory, pop
+        if self.state.heap_len and self.v.heap_key[0] <= now and <int64_t>expired * 4 >= self.state.heap_len:
+            taken = <Expired*>PyMem_Malloc(2 * <size_t>expired * sizeof(Expired))
         collecting = PyGC_Disable()
         try:
-            while True:
-                s = expiry_next(&self.v, now)
-                if s < 0:
-                    break
-                counter_add(&self.state.counters.expirations, 1)
-                after = expiry_prefetch_after(&self.v, s)
-                if after >= 0:      # the next key and value are increfed or released: load them meanwhile
-                    prefetch(list_item(<PyObject*>self.slot_keys, after))
-                    prefetch(list_item(<PyObject*>self.slot_values, after))
-                key = list_item(<PyObject*>self.slot_keys, s)
-                value = list_item(<PyObject*>self.slot_values, s)
-                if shape != RELEASED:
-                    item = untracked_tuple(2, key, value, NULL) if shape == PAIRS else \
-                        untracked_tuple(3, key, value, <PyObject*>EXPIRE)
-                    if placed < presized:
-                        list_put(<PyObject*>removed, placed, item)
-                        placed += 1
-                    else:
-                        removed.append(item)
-                elif not (releasable_now(key) and releasable_now(value)):
-                    if removed is None:
-                        removed = []
-                    removed.append(<object>key)
-                    removed.append(<object>value)
-                if bulk:
-                    slot_free_untabled(&self.v, s)
-                else:
-                    slot_free(&self.v, s)
-                list_clear_item(<PyObject*>self.slot_keys, s)      # handed back, parked, or safe to release
-                list_clear_item(<PyObject*>self.slot_values, s)
+            if taken != NULL:
+                removed = self._expire_taken(now, removed, shape, bulk, taken)
+            else:
+                removed = self._expire_popping(now, removed, shape, bulk, expired)
         finally:
-            if placed < presized:       # fewer than counted (never expected): no None handed back
-                del removed[placed:]
+            PyMem_Free(taken)
             if bulk:
                 table_rebuild(&self.v)
             if collecting:
                 PyGC_Enable()
         return removed
+
+    cdef list _expire_popping(self, double now, list removed, int shape, bint bulk, int32_t expired):
+        # _expire_into one entry at a time, earliest deadline first, off the lanes and the
+        # heap.  Pairs and triples go into a list sized once when removed is empty (growing
+        # it copies it again and again: a tenth of expire()'s instructions), to expired,
+        # an upper bound of how many expire.
+        cdef int32_t s, after
+        cdef Py_ssize_t placed = 0, presized = 0     # items set in place; the presized list's length
+        cdef object item
+        if shape != RELEASED and not removed:
+            removed = [None] * expired
+            presized = expired
+        try:
+            while True:
+                s = expiry_next(&self.v, now)
+                if s < 0:
+                    break
+                after = expiry_prefetch_after(&self.v, s)
+                if after >= 0:      # the next key and value are increfed or released: load them meanwhile
+                    prefetch(list_item(<PyObject*>self.slot_keys, after))
+                    prefetch(list_item(<PyObject*>self.slot_values, after))
+                item = self._expired_item(list_item(<PyObject*>self.slot_keys, s),
+                                          list_item(<PyObject*>self.slot_values, s), shape)
+                self._free_expired(s, bulk)
+                if placed < presized:
+                    list_put(<PyObject*>removed, placed, item)
+                    placed += 1
+                elif item is not None:
+                    if removed is None:
+                        removed = []
+                    removed.append(item)
+        finally:
+            if placed < presized:       # fewer than the bound: no None handed back
+                del removed[placed:]
+        return removed
+
+    cdef list _expire_taken(self, double now, list removed, int shape, bint bulk, Expired* taken):
+        # _expire_into with every expired entry taken out of the lanes and the heap at once
+        # (expiry_take; taken has room for twice as many) and removed in memory order: many
+        # lifetimes expire in an order that has nothing to do with where their entries sit,
+        # and following it costs a cache miss an entry (4x a lane's cost).  The pairs or
+        # triples made on the way are then sorted by deadline and put in place in order
+        # (putting each at its place as it is made would be another miss each).
+        cdef int32_t i, s, after, n, done = 0
+        cdef bint ordered = shape != RELEASED
+        cdef Py_ssize_t base = 0
+        cdef object item
+        n = expiry_take(&self.v, now, taken)
+        expired_sort(taken, taken + n, n, <uint64_t>self.state.capacity)
+        try:
+            if ordered:
+                base = len(removed)
+                removed += [None] * n
+            for i in range(n):
+                s = taken[i].slot
+                if i + 1 < n:
+                    after = taken[i + 1].slot
+                    table_prefetch(&self.v, after)
+                    prefetch(list_item(<PyObject*>self.slot_keys, after))
+                    prefetch(list_item(<PyObject*>self.slot_values, after))
+                item = self._expired_item(list_item(<PyObject*>self.slot_keys, s),
+                                          list_item(<PyObject*>self.slot_values, s), shape)
+                if ordered:
+                    taken[i].order = deadline_order(self.v.slots[s].deadline)
+                    Py_INCREF(item)                 # held here until put in place
+                    taken[i].item = <PyObject*>item
+                elif item is not None:
+                    if removed is None:
+                        removed = []
+                    removed.append(item)
+                self._free_expired(s, bulk)
+                done = i + 1
+        finally:
+            if done < n:        # an error stopped it: drop what was made, file the rest again
+                if ordered:
+                    for i in range(done):
+                        Py_XDECREF(<PyObject*>taken[i].item)
+                    del removed[base:]
+                for i in range(done, n):
+                    s = taken[i].slot
+                    expiry_file(&self.v, s, self.v.slots[s].deadline)
+        if ordered:
+            expired_sort(taken, taken + n, n, UINT64_MAX)
+            for i in range(n):
+                list_give(<PyObject*>removed, base + i, <PyObject*>taken[i].item)
+        return removed
+
+    cdef inline object _expired_item(self, PyObject* key, PyObject* value, int shape):
+        # What the caller keeps of an expired entry: its pair or triple (shape); with
+        # RELEASED None when releasing its key and value here runs no user code, else
+        # the pair, for the caller to park and release after its section.
+        if shape == TRIPLES:
+            return untracked_tuple(3, key, value, <PyObject*>EXPIRE)
+        if shape == PAIRS or not (releasable_now(key) and releasable_now(value)):
+            return untracked_tuple(2, key, value, NULL)
+        return None
+
+    cdef inline void _free_expired(self, int32_t s, bint bulk) noexcept:
+        # Take the expired entry in slot s out of every structure (but the table when
+        # bulk); its key and value are released (the caller holds what it keeps of them).
+        counter_add(&self.state.counters.expirations, 1)
+        if bulk:
+            slot_free_untabled(&self.v, s)
+        else:
+            slot_free(&self.v, s)
+        list_clear_item(<PyObject*>self.slot_keys, s)
+        list_clear_item(<PyObject*>self.slot_values, s)
 
     cdef list _release_all(self, int32_t expired, list parked):
         # _expire_into(RELEASED) when every entry has expired: as clear(), the slot lists go
@@ -1136,7 +1223,7 @@ cdef class LRUCache:
             c = self.state.counters
             length = self.state.count
             if self.state.heap_len or self.state.lanes_used:
-                length -= expiry_tally(&self.v, self._clock(now), &expired_size)
+                length -= expiry_tally(&self.v, self._clock(now), &expired_size, True)
             size = self.state.size - expired_size
         return CacheStats(c.hits, c.misses, c.expired, c.writes, c.evictions, c.evicted_unread, c.expirations,
                           c.deletions, c.rejected, length, size, self._maxsize_obj)

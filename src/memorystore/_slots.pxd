@@ -45,6 +45,7 @@ any live entry under both policies (the callers expire first).
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 from cpython.time cimport monotonic
 
 
@@ -272,6 +273,11 @@ cdef inline void table_remove(SlotsView* v, int32_t s) noexcept nogil:
         v.table[hole] = v.table[j]
         hole = j
     v.table[hole].slot = NIL
+
+
+cdef inline void table_prefetch(SlotsView* v, int32_t s) noexcept nogil:
+    # Start loading slot s's home bucket (removing s probes from there).
+    prefetch(&v.table[home_bucket(v.slots[s].hash32, v.st.table_size)])
 
 
 cdef inline bint table_reaches(SlotsView* v, int32_t s) noexcept nogil:
@@ -516,6 +522,124 @@ cdef inline void heap_remove(SlotsView* v, int32_t s) noexcept nogil:
         heap_sift_down(v, i)
 
 
+# -- taking every expired entry at once ----------------------------------------------
+#
+# Popping an expired entry off the heap sifts its last item down through log4(heap_len)
+# levels, a cache miss each on a large heap; and entries of many lifetimes expire in an
+# order unrelated to where they sit in memory, so removing them in deadline order costs
+# a cache miss or more an entry.  When many entries expire at once, expiry_take() moves
+# every one of them out of the lanes and the heap in one pass and rebuilds the heap of
+# the rest bottom-up (O(heap_len), in order through memory); expired_sort() puts them
+# in slot order (a radix sort, linear) for the caller to remove them in memory order,
+# and the caller sorts what it hands back by deadline the same way.
+
+ctypedef struct Expired:
+    uint64_t order          # what expired_sort() sorts by: the slot, or deadline_order()
+    int32_t slot
+    void* item              # the caller's (the in-process core: the pair it hands back)
+
+
+cdef inline uint64_t deadline_order(double deadline) noexcept nogil:
+    # An unsigned integer in the deadlines' order (the IEEE-754 bits, sign folded in:
+    # a fake timer may give negative times).
+    cdef uint64_t bits
+    memcpy(&bits, &deadline, sizeof(bits))
+    return ~bits if bits >> 63 else bits | (<uint64_t>1 << 63)
+
+
+cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out) noexcept nogil:
+    # Move every entry whose deadline is <= now into out[] (room for expiry_count_at_most()),
+    # in no order, each ordered by its slot; they are unfiled (EXP_NONE: the caller removes
+    # each, or files it again).  The heap's other entries are keyed by their exact
+    # deadlines and heapified.  Returns how many moved.
+    cdef SlotsState* st = v.st
+    cdef int32_t i, s, after, taken = 0, kept = 0
+    cdef double deadline
+    cdef int lane
+    for i in range(st.heap_len):
+        s = v.heap_slot[i]
+        deadline = v.heap_key[i]
+        if deadline <= now:
+            deadline = v.slots[s].deadline      # the key was a lower bound
+            if deadline <= now:
+                out[taken].order = <uint64_t>s
+                out[taken].slot = s
+                taken += 1
+                v.slots[s].exp_next = EXP_NONE
+                continue
+        heap_place(v, kept, s, deadline)
+        kept += 1
+    st.heap_len = kept
+    i = (kept - 2) // HEAP_ARITY if kept > 1 else -1      # the last parent, if any
+    while i >= 0:
+        heap_sift_down(v, i)
+        i -= 1
+    for lane in range(NLANES):          # each lane's expired prefix
+        s = st.lane_head[lane] if st.lanes_used & (1u << lane) else NIL
+        while s >= 0 and v.slots[s].deadline <= now:
+            out[taken].order = <uint64_t>s
+            out[taken].slot = s
+            taken += 1
+            after = v.slots[s].exp_next
+            v.slots[s].exp_next = EXP_NONE
+            s = after
+        if s >= 0:
+            st.lane_head[lane] = s
+            v.slots[s].exp_prev = LANE_END - lane
+        elif st.lanes_used & (1u << lane):
+            st.lane_head[lane] = st.lane_tail[lane] = NIL
+            st.lanes_used &= ~(1u << lane)
+    return taken
+
+
+cdef inline void expired_sort(Expired* items, Expired* scratch, int32_t n, uint64_t largest) noexcept nogil:
+    # Sort items[0..n) by order (each <= largest); scratch has room for n.  Least
+    # significant byte first, over the bytes largest spans, skipping those every item
+    # shares (a deadline's exponent byte mostly); short runs by insertion.
+    cdef int32_t counts[8][256]
+    cdef int32_t i, j, total, c
+    cdef int byte, shift, nbytes = 1
+    cdef uint64_t order
+    cdef Expired item
+    cdef Expired* source = items
+    cdef Expired* target = scratch
+    cdef Expired* swap
+    if n <= 32:
+        for i in range(1, n):
+            item = items[i]
+            j = i
+            while j > 0 and items[j - 1].order > item.order:
+                items[j] = items[j - 1]
+                j -= 1
+            items[j] = item
+        return
+    while nbytes < 8 and largest >> (8 * nbytes):
+        nbytes += 1
+    memset(counts, 0, sizeof(counts))
+    for i in range(n):
+        order = items[i].order
+        for byte in range(nbytes):
+            counts[byte][(order >> (8 * byte)) & 255] += 1
+    for byte in range(nbytes):
+        shift = 8 * byte
+        if counts[byte][(source[0].order >> shift) & 255] == n:
+            continue
+        total = 0
+        for c in range(256):
+            i = counts[byte][c]
+            counts[byte][c] = total
+            total += i
+        for i in range(n):
+            c = (source[i].order >> shift) & 255
+            target[counts[byte][c]] = source[i]
+            counts[byte][c] += 1
+        swap = source
+        source = target
+        target = swap
+    if source != items:
+        memcpy(items, source, n * sizeof(Expired))
+
+
 # -- expiry lanes ------------------------------------------------------------------
 
 cdef inline void lane_append(SlotsView* v, int32_t s, int lane) noexcept nogil:
@@ -650,14 +774,17 @@ cdef inline int32_t expiry_prefetch_after(SlotsView* v, int32_t s) noexcept nogi
     cdef int32_t after = v.slots[s].exp_next
     if after < 0:
         return NIL
-    prefetch(&v.table[home_bucket(v.slots[after].hash32, v.st.table_size)])
+    table_prefetch(v, after)
     return after
 
 
-cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size) noexcept nogil:
+
+cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size, bint exact) noexcept nogil:
     # How many filed entries have expired at now, adding their sizes to *size
     # (unless size is NULL): each lane's expired prefix, then a depth-first
-    # walk of the heap items keyed <= now.
+    # walk of the heap items keyed <= now.  Unless exact, those items count
+    # without reading their slots' deadlines: no cache miss an item, and the
+    # count is an upper bound (a key may be a lower bound of its deadline).
     cdef SlotsState* st = v.st
     cdef int32_t stack[256]
     cdef int32_t top = 1, count = 0, i, child, end, s
@@ -676,7 +803,7 @@ cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size) noexce
     while top:
         top -= 1
         i = stack[top]
-        if v.slots[v.heap_slot[i]].deadline <= now:
+        if not exact or v.slots[v.heap_slot[i]].deadline <= now:
             count += 1
             if size != NULL:
                 size[0] += slot_size(v, v.heap_slot[i])
@@ -694,7 +821,13 @@ cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size) noexce
 
 cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
     # How many filed entries have expired at now.
-    return expiry_tally(v, now, NULL)
+    return expiry_tally(v, now, NULL, True)
+
+
+cdef inline int32_t expiry_count_at_most(SlotsView* v, double now) noexcept nogil:
+    # An upper bound of expiry_count(), equal to it unless a heap key is a lower
+    # bound of its deadline; it reads no heap item's slot.
+    return expiry_tally(v, now, NULL, False)
 
 
 # -- entries -----------------------------------------------------------------------
