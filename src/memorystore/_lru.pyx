@@ -714,7 +714,7 @@ cdef class LRUCache:
     cdef list _expire_into(self, double now, list removed, int shape):
         # Remove every entry expired at now into removed: TRIPLES (key, value,
         # "expire"), PAIRS (key, value), earliest deadline first; or RELEASED
-        # (nothing, unless releasing could run user code: see _expired_item;
+        # (nothing, unless releasing could run user code: see expired_item;
         # removed may then be None and is allocated on demand), in any order.
         # Returns removed.  The garbage collector is off meanwhile: the tuples
         # handed back would otherwise trigger young collections that traverse a
@@ -722,7 +722,7 @@ cdef class LRUCache:
         # run while the table is stale.  When most entries go, the table is not
         # updated per removal but rebuilt once at the end (bulk).  When expired
         # entries sit in the heap and it is small beside them, they are taken
-        # out all at once (_expire_taken), else popped one by one.
+        # out all at once (expire_taken), else popped one by one (expire_popping).
         cdef int32_t expired = expiry_count_at_most(&self.v, now)     # exact counting is a cache miss a heap item
         cdef int32_t remaining = self.state.count - expired
         cdef Expired* taken = NULL
@@ -740,9 +740,9 @@ cdef class LRUCache:
         collecting = PyGC_Disable()
         try:
             if taken != NULL:
-                removed = self._expire_taken(now, removed, shape, bulk, taken)
+                removed = expire_taken(self, now, removed, shape, bulk, taken)
             else:
-                removed = self._expire_popping(now, removed, shape, bulk, expired)
+                removed = expire_popping(self, now, removed, shape, bulk, expired)
         finally:
             PyMem_Free(taken)
             if bulk:
@@ -750,113 +750,6 @@ cdef class LRUCache:
             if collecting:
                 PyGC_Enable()
         return removed
-
-    cdef list _expire_popping(self, double now, list removed, int shape, bint bulk, int32_t expired):
-        # _expire_into one entry at a time, earliest deadline first, off the lanes and the
-        # heap.  Pairs and triples go into a list sized once when removed is empty (growing
-        # it copies it again and again: a tenth of expire()'s instructions), to expired,
-        # an upper bound of how many expire.
-        cdef int32_t s, after
-        cdef Py_ssize_t placed = 0, presized = 0     # items set in place; the presized list's length
-        cdef object item
-        if shape != RELEASED and not removed:
-            removed = [None] * expired
-            presized = expired
-        try:
-            while True:
-                s = expiry_next(&self.v, now)
-                if s < 0:
-                    break
-                after = expiry_prefetch_after(&self.v, s)
-                if after >= 0:      # the next key and value are increfed or released: load them meanwhile
-                    prefetch(list_item(<PyObject*>self.slot_keys, after))
-                    prefetch(list_item(<PyObject*>self.slot_values, after))
-                item = self._expired_item(list_item(<PyObject*>self.slot_keys, s),
-                                          list_item(<PyObject*>self.slot_values, s), shape)
-                self._free_expired(s, bulk)
-                if placed < presized:
-                    list_put(<PyObject*>removed, placed, item)
-                    placed += 1
-                elif item is not None:
-                    if removed is None:
-                        removed = []
-                    removed.append(item)
-        finally:
-            if placed < presized:       # fewer than the bound: no None handed back
-                del removed[placed:]
-        return removed
-
-    cdef list _expire_taken(self, double now, list removed, int shape, bint bulk, Expired* taken):
-        # _expire_into with every expired entry taken out of the lanes and the heap at once
-        # (expiry_take; taken has room for twice as many) and removed in memory order: many
-        # lifetimes expire in an order that has nothing to do with where their entries sit,
-        # and following it costs a cache miss an entry (4x a lane's cost).  The pairs or
-        # triples made on the way are then sorted by deadline and put in place in order
-        # (putting each at its place as it is made would be another miss each).
-        cdef int32_t i, s, after, n, done = 0
-        cdef bint ordered = shape != RELEASED
-        cdef Py_ssize_t base = 0
-        cdef object item
-        n = expiry_take(&self.v, now, taken)
-        expired_sort(taken, taken + n, n, <uint64_t>self.state.capacity)
-        try:
-            if ordered:
-                base = len(removed)
-                removed += [None] * n
-            for i in range(n):
-                s = taken[i].slot
-                if i + 1 < n:
-                    after = taken[i + 1].slot
-                    table_prefetch(&self.v, after)
-                    prefetch(list_item(<PyObject*>self.slot_keys, after))
-                    prefetch(list_item(<PyObject*>self.slot_values, after))
-                item = self._expired_item(list_item(<PyObject*>self.slot_keys, s),
-                                          list_item(<PyObject*>self.slot_values, s), shape)
-                if ordered:
-                    taken[i].order = deadline_order(self.v.slots[s].deadline)
-                    Py_INCREF(item)                 # held here until put in place
-                    taken[i].item = <PyObject*>item
-                elif item is not None:
-                    if removed is None:
-                        removed = []
-                    removed.append(item)
-                self._free_expired(s, bulk)
-                done = i + 1
-        finally:
-            if done < n:        # an error stopped it: drop what was made, file the rest again
-                if ordered:
-                    for i in range(done):
-                        Py_XDECREF(<PyObject*>taken[i].item)
-                    del removed[base:]
-                for i in range(done, n):
-                    s = taken[i].slot
-                    expiry_file(&self.v, s, self.v.slots[s].deadline)
-        if ordered:
-            expired_sort(taken, taken + n, n, UINT64_MAX)
-            for i in range(n):
-                list_give(<PyObject*>removed, base + i, <PyObject*>taken[i].item)
-        return removed
-
-    cdef inline object _expired_item(self, PyObject* key, PyObject* value, int shape):
-        # What the caller keeps of an expired entry: its pair or triple (shape); with
-        # RELEASED None when releasing its key and value here runs no user code, else
-        # the pair, for the caller to park and release after its section.
-        if shape == TRIPLES:
-            return untracked_tuple(3, key, value, <PyObject*>EXPIRE)
-        if shape == PAIRS or not (releasable_now(key) and releasable_now(value)):
-            return untracked_tuple(2, key, value, NULL)
-        return None
-
-    cdef inline void _free_expired(self, int32_t s, bint bulk) noexcept:
-        # Take the expired entry in slot s out of every structure (but the table when
-        # bulk); its key and value are released (the caller holds what it keeps of them).
-        counter_add(&self.state.counters.expirations, 1)
-        if bulk:
-            slot_free_untabled(&self.v, s)
-        else:
-            slot_free(&self.v, s)
-        list_clear_item(<PyObject*>self.slot_keys, s)
-        list_clear_item(<PyObject*>self.slot_values, s)
 
     cdef list _release_all(self, int32_t expired, list parked):
         # _expire_into(RELEASED) when every entry has expired: as clear(), the slot lists go
@@ -1248,3 +1141,119 @@ cdef class LRUCache:
             for s in range(self.state.capacity):
                 if self.v.slots[s].stamp & SLOT_FREE:
                     assert self.slot_keys[s] is None and self.slot_values[s] is None, "free slot holds a reference"
+
+
+# -- the removal loops of LRUCache._expire_into -------------------------------
+#
+# Module functions, not methods: a cdef method's address sits in the class's
+# vtable, so its body stays in the module when the C compiler inlines it, and each
+# inlined copy counts against the compiler's budget for the module's growth; past
+# it, gcc stops inlining the lookups of c[k], get and set (+12 to +40 instructions
+# each, counted).  A static function called once is inlined for free.
+
+cdef list expire_popping(LRUCache self, double now, list removed, int shape, bint bulk, int32_t expired):
+    # LRUCache._expire_into one entry at a time, earliest deadline first, off the lanes and the
+    # heap.  Pairs and triples go into a list sized once when removed is empty (growing
+    # it copies it again and again: a tenth of expire()'s instructions), to expired,
+    # an upper bound of how many expire.
+    cdef int32_t s, after
+    cdef Py_ssize_t placed = 0, presized = 0     # items set in place; the presized list's length
+    cdef object item
+    if shape != RELEASED and not removed:
+        removed = [None] * expired
+        presized = expired
+    try:
+        while True:
+            s = expiry_next(&self.v, now)
+            if s < 0:
+                break
+            after = expiry_prefetch_after(&self.v, s)
+            if after >= 0:      # the next key and value are increfed or released: load them meanwhile
+                prefetch(list_item(<PyObject*>self.slot_keys, after))
+                prefetch(list_item(<PyObject*>self.slot_values, after))
+            item = expired_item(list_item(<PyObject*>self.slot_keys, s),
+                                 list_item(<PyObject*>self.slot_values, s), shape)
+            free_expired(self, s, bulk)
+            if placed < presized:
+                list_put(<PyObject*>removed, placed, item)
+                placed += 1
+            elif item is not None:
+                if removed is None:
+                    removed = []
+                removed.append(item)
+    finally:
+        if placed < presized:       # fewer than the bound: no None handed back
+            del removed[placed:]
+    return removed
+
+cdef list expire_taken(LRUCache self, double now, list removed, int shape, bint bulk, Expired* taken):
+    # LRUCache._expire_into with every expired entry taken out of the lanes and the heap at once
+    # (expiry_take; taken has room for twice as many) and removed in memory order: many
+    # lifetimes expire in an order that has nothing to do with where their entries sit,
+    # and following it costs a cache miss an entry (4x a lane's cost).  The pairs or
+    # triples made on the way are then sorted by deadline and put in place in order
+    # (putting each at its place as it is made would be another miss each).
+    cdef int32_t i, s, after, n, done = 0
+    cdef bint ordered = shape != RELEASED
+    cdef Py_ssize_t base = 0
+    cdef object item
+    n = expiry_take(&self.v, now, taken)
+    expired_sort(taken, taken + n, n, <uint64_t>self.state.capacity)
+    try:
+        if ordered:
+            base = len(removed)
+            removed += [None] * n
+        for i in range(n):
+            s = taken[i].slot
+            if i + 1 < n:
+                after = taken[i + 1].slot
+                table_prefetch(&self.v, after)
+                prefetch(list_item(<PyObject*>self.slot_keys, after))
+                prefetch(list_item(<PyObject*>self.slot_values, after))
+            item = expired_item(list_item(<PyObject*>self.slot_keys, s),
+                                 list_item(<PyObject*>self.slot_values, s), shape)
+            if ordered:
+                taken[i].order = deadline_order(self.v.slots[s].deadline)
+                Py_INCREF(item)                 # held here until put in place
+                taken[i].item = <PyObject*>item
+            elif item is not None:
+                if removed is None:
+                    removed = []
+                removed.append(item)
+            free_expired(self, s, bulk)
+            done = i + 1
+    finally:
+        if done < n:        # an error stopped it: drop what was made, file the rest again
+            if ordered:
+                for i in range(done):
+                    Py_XDECREF(<PyObject*>taken[i].item)
+                del removed[base:]
+            for i in range(done, n):
+                s = taken[i].slot
+                expiry_file(&self.v, s, self.v.slots[s].deadline)
+    if ordered:
+        expired_sort(taken, taken + n, n, UINT64_MAX)
+        for i in range(n):
+            list_give(<PyObject*>removed, base + i, <PyObject*>taken[i].item)
+    return removed
+
+cdef inline object expired_item(PyObject* key, PyObject* value, int shape):
+    # What the caller keeps of an expired entry: its pair or triple (shape); with
+    # RELEASED None when releasing its key and value here runs no user code, else
+    # the pair, for the caller to park and release after its section.
+    if shape == TRIPLES:
+        return untracked_tuple(3, key, value, <PyObject*>EXPIRE)
+    if shape == PAIRS or not (releasable_now(key) and releasable_now(value)):
+        return untracked_tuple(2, key, value, NULL)
+    return None
+
+cdef inline void free_expired(LRUCache self, int32_t s, bint bulk) noexcept:
+    # Take the expired entry in slot s out of every structure (but the table when
+    # bulk); its key and value are released (the caller holds what it keeps of them).
+    counter_add(&self.state.counters.expirations, 1)
+    if bulk:
+        slot_free_untabled(&self.v, s)
+    else:
+        slot_free(&self.v, s)
+    list_clear_item(<PyObject*>self.slot_keys, s)
+    list_clear_item(<PyObject*>self.slot_values, s)

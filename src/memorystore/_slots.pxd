@@ -45,7 +45,7 @@ any live entry under both policies (the callers expire first).
 
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 from cpython.time cimport monotonic
 
 
@@ -533,10 +533,71 @@ cdef inline void heap_remove(SlotsView* v, int32_t s) noexcept nogil:
 # in slot order (a radix sort, linear) for the caller to remove them in memory order,
 # and the caller sorts what it hands back by deadline the same way.
 
-ctypedef struct Expired:
-    uint64_t order          # what expired_sort() sorts by: the slot, or deadline_order()
-    int32_t slot
-    void* item              # the caller's (the in-process core: the pair it hands back)
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    typedef struct {
+        uint64_t order;     /* what memorystore_expired_sort sorts by: the slot, or deadline_order() */
+        int32_t slot;
+        void *item;         /* the caller's (the in-process core: the pair it hands back) */
+    } memorystore_expired;
+
+    /* Sort items[0..n) by order (each <= largest); scratch has room for n.  Least
+       significant byte first, over the bytes largest spans, skipping those every item
+       shares (a deadline's exponent byte mostly); short runs by insertion.  In C and
+       never inlined: a copy at each call would push the compiler past its inlining
+       budget for the unit, and it would stop inlining the lookups of every c[k]. */
+    #if defined(__GNUC__) || defined(__clang__)
+    __attribute__((noinline))
+    #endif
+    static void memorystore_expired_sort(memorystore_expired *items, memorystore_expired *scratch,
+                                         int32_t n, uint64_t largest) {
+        int32_t counts[8][256];
+        memorystore_expired *source = items, *target = scratch, *swap;
+        int nbytes = 1, byte;
+        int32_t i, j;
+        if (n <= 32) {
+            for (i = 1; i < n; i++) {
+                memorystore_expired item = items[i];
+                for (j = i; j > 0 && items[j - 1].order > item.order; j--)
+                    items[j] = items[j - 1];
+                items[j] = item;
+            }
+            return;
+        }
+        while (nbytes < 8 && (largest >> (8 * nbytes)))
+            nbytes++;
+        memset(counts, 0, sizeof(counts));
+        for (i = 0; i < n; i++)
+            for (byte = 0; byte < nbytes; byte++)
+                counts[byte][(items[i].order >> (8 * byte)) & 255]++;
+        for (byte = 0; byte < nbytes; byte++) {
+            int shift = 8 * byte;
+            int32_t total = 0, c;
+            if (counts[byte][(source[0].order >> shift) & 255] == n)
+                continue;
+            for (c = 0; c < 256; c++) {
+                int32_t here = counts[byte][c];
+                counts[byte][c] = total;
+                total += here;
+            }
+            for (i = 0; i < n; i++)
+                target[counts[byte][(source[i].order >> shift) & 255]++] = source[i];
+            swap = source;
+            source = target;
+            target = swap;
+        }
+        if (source != items)
+            memcpy(items, source, (size_t)n * sizeof(memorystore_expired));
+    }
+    """
+    ctypedef struct Expired "memorystore_expired":
+        uint64_t order
+        int32_t slot
+        void* item
+    void expired_sort "memorystore_expired_sort"(Expired* items, Expired* scratch, int32_t n,
+                                                 uint64_t largest) noexcept nogil
 
 
 cdef inline uint64_t deadline_order(double deadline) noexcept nogil:
@@ -590,54 +651,6 @@ cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out) noexcept
             st.lane_head[lane] = st.lane_tail[lane] = NIL
             st.lanes_used &= ~(1u << lane)
     return taken
-
-
-cdef inline void expired_sort(Expired* items, Expired* scratch, int32_t n, uint64_t largest) noexcept nogil:
-    # Sort items[0..n) by order (each <= largest); scratch has room for n.  Least
-    # significant byte first, over the bytes largest spans, skipping those every item
-    # shares (a deadline's exponent byte mostly); short runs by insertion.
-    cdef int32_t counts[8][256]
-    cdef int32_t i, j, total, c
-    cdef int byte, shift, nbytes = 1
-    cdef uint64_t order
-    cdef Expired item
-    cdef Expired* source = items
-    cdef Expired* target = scratch
-    cdef Expired* swap
-    if n <= 32:
-        for i in range(1, n):
-            item = items[i]
-            j = i
-            while j > 0 and items[j - 1].order > item.order:
-                items[j] = items[j - 1]
-                j -= 1
-            items[j] = item
-        return
-    while nbytes < 8 and largest >> (8 * nbytes):
-        nbytes += 1
-    memset(counts, 0, sizeof(counts))
-    for i in range(n):
-        order = items[i].order
-        for byte in range(nbytes):
-            counts[byte][(order >> (8 * byte)) & 255] += 1
-    for byte in range(nbytes):
-        shift = 8 * byte
-        if counts[byte][(source[0].order >> shift) & 255] == n:
-            continue
-        total = 0
-        for c in range(256):
-            i = counts[byte][c]
-            counts[byte][c] = total
-            total += i
-        for i in range(n):
-            c = (source[i].order >> shift) & 255
-            target[counts[byte][c]] = source[i]
-            counts[byte][c] += 1
-        swap = source
-        source = target
-        target = swap
-    if source != items:
-        memcpy(items, source, n * sizeof(Expired))
 
 
 # -- expiry lanes ------------------------------------------------------------------
