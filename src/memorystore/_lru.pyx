@@ -665,7 +665,7 @@ cdef class LRUCache:
             return False
         return self.v.slots[s].deadline == INF or self.v.slots[s].deadline > self._clock(user_time)
 
-    cdef int _new_entry(self, object key, object value, uint32_t h, double deadline, int64_t size) except -1:
+    cdef inline int _new_entry(self, object key, object value, uint32_t h, double deadline, int64_t size) except -1:
         # Store a new entry (its key is absent) in a free slot, as most recently used.
         cdef int32_t s
         if self.state.free_head < 0:
@@ -685,7 +685,7 @@ cdef class LRUCache:
         self._free_slot(s)
         return (key, value, reason)
 
-    cdef int _free_slot(self, int32_t s) except -1:
+    cdef inline int _free_slot(self, int32_t s) except -1:
         # Take the entry in slot s out of every structure and free the slot; its
         # key and value references are dropped (callers hold them first).
         slot_free(&self.v, s)
@@ -693,7 +693,7 @@ cdef class LRUCache:
         list_clear_item(<PyObject*>self.slot_values, s)
         return 0
 
-    cdef list _drop(self, int32_t s, str reason, list removed, bint collect):
+    cdef inline list _drop(self, int32_t s, str reason, list removed, bint collect):
         # Remove slot s.  collect: append (key, value, reason) to removed.  Else
         # release key and value here when that runs no user code, and park them
         # in removed (allocated on demand) otherwise.  Returns removed.
@@ -764,7 +764,7 @@ cdef class LRUCache:
         counter_add(&self.state.counters.expirations, expired)
         return parked
 
-    cdef list _make_room(self, int32_t keep, double now, list removed, bint collect, int64_t extra):
+    cdef inline list _make_room(self, int32_t keep, double now, list removed, bint collect, int64_t extra):
         # Bring size + extra within maxsize: expired entries first, then the
         # eviction policy's victims (never keep); what leaves goes through _drop.
         cdef int32_t s
