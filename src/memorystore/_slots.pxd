@@ -697,6 +697,12 @@ cdef inline int lane_for(SlotsView* v, double deadline) noexcept nogil:
     cdef uint32_t used = st.lanes_used
     cdef int lane, best = -1, empty = -1
     cdef double last, best_last = -INFINITY
+    if used & (used - 1) == 0:      # one lane in use or none: a store of one lifetime, on every write
+        if used:
+            lane = lowest_bit(used)
+            if v.slots[st.lane_tail[lane]].deadline <= deadline:
+                return lane
+        return lowest_bit(~used)
     for lane in range(NLANES):
         if used & (1u << lane):
             last = v.slots[st.lane_tail[lane]].deadline
