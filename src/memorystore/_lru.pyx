@@ -721,8 +721,8 @@ cdef class LRUCache:
         # young cache (ms on a cache filled a moment ago), and no finalizer may
         # run while the table is stale.  When most entries go, the table is not
         # updated per removal but rebuilt once at the end (bulk).  When expired
-        # entries sit in the heap and it is small beside them, they are taken
-        # out all at once (expire_taken), else popped one by one (expire_popping).
+        # entries sit in the heap, every expired entry is taken out at once
+        # (expire_taken), else the lanes' are popped one by one (expire_popping).
         cdef int32_t expired = expiry_count_at_most(&self.v, now)     # exact counting is a cache miss a heap item
         cdef int32_t remaining = self.state.count - expired
         cdef Expired* taken = NULL
@@ -734,13 +734,13 @@ cdef class LRUCache:
             return self._release_all(expired, removed)
         # per removal ~70 instructions of bucket shifting; a rebuild ~7 a slot and ~25 a live entry
         bulk = <int64_t>expired * 8 >= <int64_t>self.state.capacity + <int64_t>remaining * 3
-        # taking costs O(heap_len + expired): only when that is O(expired); without memory, pop
-        if self.state.heap_len and self.v.heap_key[0] <= now and <int64_t>expired * 4 >= self.state.heap_len:
+        # the heap's expired entries are taken out together, the lanes' popped (without memory, all popped)
+        if self.state.heap_len and self.v.heap_key[0] <= now:
             taken = <Expired*>PyMem_Malloc(2 * <size_t>expired * sizeof(Expired))
         collecting = PyGC_Disable()
         try:
             if taken != NULL:
-                removed = expire_taken(self, now, removed, shape, bulk, taken)
+                removed = expire_taken(self, now, removed, shape, bulk, taken, expired)
             else:
                 removed = expire_popping(self, now, removed, shape, bulk, expired)
         finally:
@@ -1186,9 +1186,10 @@ cdef list expire_popping(LRUCache self, double now, list removed, int shape, bin
             del removed[placed:]
     return removed
 
-cdef list expire_taken(LRUCache self, double now, list removed, int shape, bint bulk, Expired* taken):
+cdef list expire_taken(LRUCache self, double now, list removed, int shape, bint bulk, Expired* taken,
+                       int32_t room):
     # LRUCache._expire_into with every expired entry taken out of the lanes and the heap at once
-    # (expiry_take; taken has room for twice as many) and removed in memory order: many
+    # (expiry_take; taken has room for 2 * room, room >= how many) and removed in memory order: many
     # lifetimes expire in an order that has nothing to do with where their entries sit,
     # and following it costs a cache miss an entry (4x a lane's cost).  The pairs or
     # triples made on the way are then sorted by deadline and put in place in order
@@ -1197,7 +1198,7 @@ cdef list expire_taken(LRUCache self, double now, list removed, int shape, bint 
     cdef bint ordered = shape != RELEASED
     cdef Py_ssize_t base = 0
     cdef object item
-    n = expiry_take(&self.v, now, taken)
+    n = expiry_take(&self.v, now, taken, room)
     expired_sort(taken, taken + n, n, <uint64_t>self.state.capacity)
     try:
         if ordered:

@@ -608,15 +608,13 @@ cdef inline uint64_t deadline_order(double deadline) noexcept nogil:
     return ~bits if bits >> 63 else bits | (<uint64_t>1 << 63)
 
 
-cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out) noexcept nogil:
-    # Move every entry whose deadline is <= now into out[] (room for expiry_count_at_most()),
-    # in no order, each ordered by its slot; they are unfiled (EXP_NONE: the caller removes
-    # each, or files it again).  The heap's other entries are keyed by their exact
-    # deadlines and heapified.  Returns how many moved.
+cdef inline int32_t heap_take_scanning(SlotsView* v, double now, Expired* out) noexcept nogil:
+    # expiry_take's heap part when a large share of the heap expires: one pass over
+    # it moves the expired entries to out[] and keeps the rest, keyed by their exact
+    # deadlines, then the heap is rebuilt bottom-up.  Returns how many moved.
     cdef SlotsState* st = v.st
-    cdef int32_t i, s, after, taken = 0, kept = 0
+    cdef int32_t i, s, taken = 0, kept = 0
     cdef double deadline
-    cdef int lane
     for i in range(st.heap_len):
         s = v.heap_slot[i]
         deadline = v.heap_key[i]
@@ -635,6 +633,74 @@ cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out) noexcept
     while i >= 0:
         heap_sift_down(v, i)
         i -= 1
+    return taken
+
+
+cdef inline int32_t heap_take_top(SlotsView* v, Expired* positions, int32_t count, double now,
+                                  Expired* out) noexcept nogil:
+    # expiry_take's heap part when a small share expires: positions[0..count) are the
+    # heap items keyed <= now, a subtree at the root (a parent's key is <= its
+    # children's), in increasing order.  From the last up, each expired one is moved
+    # to out[] and its place filled with the heap's last item, sifted down; the others
+    # get their exact deadlines as keys and are sifted down.  Going from the last up
+    # keeps each place's subtrees heaps before it is mended (as in a bottom-up heap
+    # build), and each sift starts below the subtree: short, where popping each entry
+    # would sift from the root.  Returns how many moved.
+    cdef SlotsState* st = v.st
+    cdef int32_t index, i, s, last, taken = 0
+    cdef double deadline
+    for index in range(count - 1, -1, -1):
+        i = <int32_t>positions[index].order
+        s = v.heap_slot[i]
+        deadline = v.slots[s].deadline
+        if deadline <= now:
+            out[taken].order = <uint64_t>s
+            out[taken].slot = s
+            taken += 1
+            v.slots[s].exp_next = EXP_NONE
+            last = st.heap_len - 1
+            st.heap_len = last
+            if i < last:
+                heap_place(v, i, v.heap_slot[last], v.heap_key[last])
+                heap_sift_down(v, i)
+        else:
+            v.heap_key[i] = deadline            # the key was a lower bound
+            heap_sift_down(v, i)
+    return taken
+
+
+cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out, int32_t room) noexcept nogil:
+    # Move every entry whose deadline is <= now into out[] (room for 2 * room, room >=
+    # expiry_count_at_most()), in no order, each ordered by its slot; they are unfiled
+    # (EXP_NONE: the caller removes each, or files it again).  The heap keeps its other
+    # entries, those it touches keyed by their exact deadlines.  Returns how many moved.
+    cdef SlotsState* st = v.st
+    cdef Expired* positions = out + room        # the heap items keyed <= now, when they are few
+    cdef int32_t stack[256]
+    cdef int32_t top, count = 0, i, child, end, s, after, taken
+    cdef int lane
+    if st.heap_len and v.heap_key[0] <= now and <int64_t>room * 4 < st.heap_len:
+        stack[0] = 0
+        top = 1
+        while top:
+            top -= 1
+            i = stack[top]
+            positions[count].order = <uint64_t>i
+            count += 1
+            child = HEAP_ARITY * i + 1
+            end = child + HEAP_ARITY
+            if end > st.heap_len:
+                end = st.heap_len
+            while child < end:
+                if v.heap_key[child] <= now:
+                    stack[top] = child
+                    top += 1
+                child += 1
+    if count == 0:
+        taken = heap_take_scanning(v, now, out) if st.heap_len and v.heap_key[0] <= now else 0
+    else:
+        expired_sort(positions, out, count, <uint64_t>st.heap_len)
+        taken = heap_take_top(v, positions, count, now, out)
     for lane in range(NLANES):          # each lane's expired prefix
         s = st.lane_head[lane] if st.lanes_used & (1u << lane) else NIL
         while s >= 0 and v.slots[s].deadline <= now:
