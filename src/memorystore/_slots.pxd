@@ -545,11 +545,11 @@ cdef extern from *:
 
     /* Sort items[0..n) by order (each <= largest); scratch has room for n.  Least
        significant byte first, over the bytes largest spans, skipping those every item
-       shares (a deadline's exponent byte mostly); short runs by insertion.  In C and
-       never inlined: a copy at each call would push the compiler past its inlining
-       budget for the unit, and it would stop inlining the lookups of every c[k]. */
+       shares (a deadline's exponent byte mostly); short runs by insertion.  Not
+       inlined: one copy serves every call, and inlined copies would spend the
+       compiler's inlining budget for the module (see setup.py) on a cold path. */
     #if defined(__GNUC__) || defined(__clang__)
-    __attribute__((noinline))
+    __attribute__((noinline, unused))   /* unused: the shared-memory core does not sort */
     #endif
     static void memorystore_expired_sort(memorystore_expired *items, memorystore_expired *scratch,
                                          int32_t n, uint64_t largest) {
