@@ -18,9 +18,9 @@ Every entry lives in a numbered *slot*; the C side is the shared ``_slots.pxd``
                    eviction="protect" two such lists: probation (never read
                    since created) and protected, merged by stamp to iterate
     expiry         up to 8 lanes in deadline order (one per lifetime in use),
-                   and a 4-ary heap for deadlines that fit no lane; when much
-                   of the heap expires at once, every expired entry is taken
-                   out together and removed in slot order (expiry_take)
+                   and a 4-ary heap for deadlines that fit no lane; once heap
+                   entries expire, every expired entry is taken out together
+                   and removed in slot order (expiry_take)
 
 User code (key __hash__/__eq__, the timer, getsizeof, values' __del__) never
 runs while the arrays are half-updated: hashes, times and sizes are computed
@@ -1152,10 +1152,10 @@ cdef class LRUCache:
 # each, counted).  A static function called once is inlined for free.
 
 cdef list expire_popping(LRUCache self, double now, list removed, int shape, bint bulk, int32_t expired):
-    # LRUCache._expire_into one entry at a time, earliest deadline first, off the lanes and the
-    # heap.  Pairs and triples go into a list sized once when removed is empty (growing
-    # it copies it again and again: a tenth of expire()'s instructions), to expired,
-    # an upper bound of how many expire.
+    # LRUCache._expire_into one entry at a time, earliest deadline first, off the lanes (the
+    # heap holds none expired: else expire_taken runs).  Pairs and triples go into a list
+    # sized once when removed is empty (growing it copies it again and again: a tenth of
+    # expire()'s instructions), to expired, an upper bound of how many expire.
     cdef int32_t s, after
     cdef Py_ssize_t placed = 0, presized = 0     # items set in place; the presized list's length
     cdef object item
@@ -1186,13 +1186,14 @@ cdef list expire_popping(LRUCache self, double now, list removed, int shape, bin
             del removed[placed:]
     return removed
 
+
 cdef list expire_taken(LRUCache self, double now, list removed, int shape, bint bulk, Expired* taken,
                        int32_t room):
-    # LRUCache._expire_into with every expired entry taken out of the lanes and the heap at once
-    # (expiry_take; taken has room for 2 * room, room >= how many) and removed in memory order: many
-    # lifetimes expire in an order that has nothing to do with where their entries sit,
-    # and following it costs a cache miss an entry (4x a lane's cost).  The pairs or
-    # triples made on the way are then sorted by deadline and put in place in order
+    # LRUCache._expire_into with every expired entry taken out of the lanes and the heap at
+    # once (expiry_take; taken has room for 2 * room, room >= how many expire) and removed in
+    # memory order: many lifetimes expire in an order that has nothing to do with where
+    # their entries sit, and following it costs a cache miss or more an entry.  The pairs
+    # or triples made on the way are then sorted by deadline and put in place in order
     # (putting each at its place as it is made would be another miss each).
     cdef int32_t i, s, after, n, done = 0
     cdef bint ordered = shape != RELEASED
@@ -1238,6 +1239,7 @@ cdef list expire_taken(LRUCache self, double now, list removed, int shape, bint 
             list_give(<PyObject*>removed, base + i, <PyObject*>taken[i].item)
     return removed
 
+
 cdef inline object expired_item(PyObject* key, PyObject* value, int shape):
     # What the caller keeps of an expired entry: its pair or triple (shape); with
     # RELEASED None when releasing its key and value here runs no user code, else
@@ -1247,6 +1249,7 @@ cdef inline object expired_item(PyObject* key, PyObject* value, int shape):
     if shape == PAIRS or not (releasable_now(key) and releasable_now(value)):
         return untracked_tuple(2, key, value, NULL)
     return None
+
 
 cdef inline void free_expired(LRUCache self, int32_t s, bint bulk) noexcept:
     # Take the expired entry in slot s out of every structure (but the table when

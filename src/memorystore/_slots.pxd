@@ -527,11 +527,13 @@ cdef inline void heap_remove(SlotsView* v, int32_t s) noexcept nogil:
 # Popping an expired entry off the heap sifts its last item down through log4(heap_len)
 # levels, a cache miss each on a large heap; and entries of many lifetimes expire in an
 # order unrelated to where they sit in memory, so removing them in deadline order costs
-# a cache miss or more an entry.  When many entries expire at once, expiry_take() moves
-# every one of them out of the lanes and the heap in one pass and rebuilds the heap of
-# the rest bottom-up (O(heap_len), in order through memory); expired_sort() puts them
-# in slot order (a radix sort, linear) for the caller to remove them in memory order,
-# and the caller sorts what it hands back by deadline the same way.
+# a cache miss or more an entry.  So expiry_take() moves every expired entry out of the
+# lanes and the heap at once and mends the heap: when a large share of it expired, one
+# pass in order through memory and a bottom-up rebuild (O(heap_len)); when a small share,
+# the subtree at the root of the items keyed <= now, mended from its last item up (short
+# sifts below the subtree).  expired_sort() puts them in slot order (a radix sort,
+# linear) for the caller to remove them in memory order; the caller sorts what it hands
+# back by deadline the same way.
 
 cdef extern from *:
     """
