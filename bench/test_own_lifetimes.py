@@ -30,5 +30,5 @@ def test_own_lifetimes_benchmark_runs_every_cell(tmp_path):
     assert [(cell["share"], cell["method"]) for cell in cells] == [
         (0.01, "purge"), (0.01, "expire"), (0.5, "purge"), (0.5, "expire")
     ]  # fmt: skip
-    assert all(cell["one_ns"] > 0 and cell["own_ns"] > 0 for cell in cells)
-    assert "own / one" in run.stdout
+    assert all(cell["one_ns"] > 0 and cell["scattered_ns"] > 0 and cell["own_ns"] > 0 for cell in cells)
+    assert "own / scattered" in run.stdout
