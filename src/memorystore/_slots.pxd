@@ -522,6 +522,29 @@ cdef inline void heap_remove(SlotsView* v, int32_t s) noexcept nogil:
         heap_sift_down(v, i)
 
 
+cdef inline int32_t heap_top_next(SlotsView* v, double now, int32_t* stack, int32_t* top) noexcept nogil:
+    # One step of a depth-first walk of the heap items keyed <= now, a subtree at the
+    # root (a parent's key is <= its children's): the next item's index, its children
+    # keyed <= now pushed on the stack; NIL when the walk is done.  Start it with
+    # stack[0] = 0, *top = 1 when heap_key[0] <= now (*top = 0 otherwise); 256 places
+    # are plenty (at most 3 a level are left pending, and a heap has under 16 levels).
+    cdef int32_t i, child, end
+    if top[0] == 0:
+        return NIL
+    top[0] -= 1
+    i = stack[top[0]]
+    child = HEAP_ARITY * i + 1
+    end = child + HEAP_ARITY
+    if end > v.st.heap_len:
+        end = v.st.heap_len
+    while child < end:
+        if v.heap_key[child] <= now:
+            stack[top[0]] = child
+            top[0] += 1
+        child += 1
+    return i
+
+
 # -- taking every expired entry at once ----------------------------------------------
 #
 # Popping an expired entry off the heap sifts its last item down through log4(heap_len)
@@ -679,25 +702,17 @@ cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out, int32_t 
     cdef SlotsState* st = v.st
     cdef Expired* positions = out + room        # the heap items keyed <= now, when they are few
     cdef int32_t stack[256]
-    cdef int32_t top, count = 0, i, child, end, s, after, taken
+    cdef int32_t top = 0, count = 0, i, s, after, taken
     cdef int lane
     if st.heap_len and v.heap_key[0] <= now and <int64_t>room * 4 < st.heap_len:
         stack[0] = 0
         top = 1
-        while top:
-            top -= 1
-            i = stack[top]
+        while True:
+            i = heap_top_next(v, now, stack, &top)
+            if i < 0:
+                break
             positions[count].order = <uint64_t>i
             count += 1
-            child = HEAP_ARITY * i + 1
-            end = child + HEAP_ARITY
-            if end > st.heap_len:
-                end = st.heap_len
-            while child < end:
-                if v.heap_key[child] <= now:
-                    stack[top] = child
-                    top += 1
-                child += 1
     if count == 0:
         taken = heap_take_scanning(v, now, out) if st.heap_len and v.heap_key[0] <= now else 0
     else:
@@ -865,7 +880,6 @@ cdef inline int32_t expiry_prefetch_after(SlotsView* v, int32_t s) noexcept nogi
     return after
 
 
-
 cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size, bint exact) noexcept nogil:
     # How many filed entries have expired at now, adding their sizes to *size
     # (unless size is NULL): each lane's expired prefix, then a depth-first
@@ -874,7 +888,7 @@ cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size, bint e
     # count is an upper bound (a key may be a lower bound of its deadline).
     cdef SlotsState* st = v.st
     cdef int32_t stack[256]
-    cdef int32_t top = 1, count = 0, i, child, end, s
+    cdef int32_t top = 1, count = 0, i, s
     cdef int lane
     if st.lanes_used:
         for lane in range(NLANES):
@@ -887,23 +901,14 @@ cdef inline int32_t expiry_tally(SlotsView* v, double now, int64_t* size, bint e
     if st.heap_len == 0 or v.heap_key[0] > now:
         return count
     stack[0] = 0
-    while top:
-        top -= 1
-        i = stack[top]
+    while True:
+        i = heap_top_next(v, now, stack, &top)
+        if i < 0:
+            return count
         if not exact or v.slots[v.heap_slot[i]].deadline <= now:
             count += 1
             if size != NULL:
                 size[0] += slot_size(v, v.heap_slot[i])
-        child = HEAP_ARITY * i + 1
-        end = child + HEAP_ARITY
-        if end > st.heap_len:
-            end = st.heap_len
-        while child < end:
-            if v.heap_key[child] <= now:
-                stack[top] = child
-                top += 1
-            child += 1
-    return count
 
 
 cdef inline int32_t expiry_count(SlotsView* v, double now) noexcept nogil:
