@@ -633,6 +633,15 @@ cdef inline uint64_t deadline_order(double deadline) noexcept nogil:
     return ~bits if bits >> 63 else bits | (<uint64_t>1 << 63)
 
 
+cdef inline int32_t expired_add(SlotsView* v, Expired* out, int32_t taken, int32_t s) noexcept nogil:
+    # Record slot s as out[taken] (ordered by its slot) and unfile it (EXP_NONE: its
+    # index links are the caller's to read first); returns taken + 1.
+    out[taken].order = <uint64_t>s
+    out[taken].slot = s
+    v.slots[s].exp_next = EXP_NONE
+    return taken + 1
+
+
 cdef inline int32_t heap_take_scanning(SlotsView* v, double now, Expired* out) noexcept nogil:
     # expiry_take's heap part when a large share of the heap expires: one pass over
     # it moves the expired entries to out[] and keeps the rest, keyed by their exact
@@ -646,10 +655,7 @@ cdef inline int32_t heap_take_scanning(SlotsView* v, double now, Expired* out) n
         if deadline <= now:
             deadline = v.slots[s].deadline      # the key was a lower bound
             if deadline <= now:
-                out[taken].order = <uint64_t>s
-                out[taken].slot = s
-                taken += 1
-                v.slots[s].exp_next = EXP_NONE
+                taken = expired_add(v, out, taken, s)
                 continue
         heap_place(v, kept, s, deadline)
         kept += 1
@@ -679,10 +685,7 @@ cdef inline int32_t heap_take_top(SlotsView* v, Expired* positions, int32_t coun
         s = v.heap_slot[i]
         deadline = v.slots[s].deadline
         if deadline <= now:
-            out[taken].order = <uint64_t>s
-            out[taken].slot = s
-            taken += 1
-            v.slots[s].exp_next = EXP_NONE
+            taken = expired_add(v, out, taken, s)
             last = st.heap_len - 1
             st.heap_len = last
             if i < last:
@@ -702,37 +705,25 @@ cdef inline int32_t expiry_take(SlotsView* v, double now, Expired* out, int32_t 
     cdef SlotsState* st = v.st
     cdef Expired* positions = out + room        # the heap items keyed <= now, when they are few
     cdef int32_t stack[256]
-    cdef int32_t top = 0, count = 0, i, s, after, taken
+    cdef int32_t top, count = 0, i, taken = 0
     cdef int lane
-    if st.heap_len and v.heap_key[0] <= now and <int64_t>room * 4 < st.heap_len:
-        stack[0] = 0
-        top = 1
-        while True:
-            i = heap_top_next(v, now, stack, &top)
-            if i < 0:
-                break
-            positions[count].order = <uint64_t>i
-            count += 1
-    if count == 0:
-        taken = heap_take_scanning(v, now, out) if st.heap_len and v.heap_key[0] <= now else 0
-    else:
-        expired_sort(positions, out, count, <uint64_t>st.heap_len)
-        taken = heap_take_top(v, positions, count, now, out)
-    for lane in range(NLANES):          # each lane's expired prefix
-        s = st.lane_head[lane] if st.lanes_used & (1u << lane) else NIL
-        while s >= 0 and v.slots[s].deadline <= now:
-            out[taken].order = <uint64_t>s
-            out[taken].slot = s
-            taken += 1
-            after = v.slots[s].exp_next
-            v.slots[s].exp_next = EXP_NONE
-            s = after
-        if s >= 0:
-            st.lane_head[lane] = s
-            v.slots[s].exp_prev = LANE_END - lane
-        elif st.lanes_used & (1u << lane):
-            st.lane_head[lane] = st.lane_tail[lane] = NIL
-            st.lanes_used &= ~(1u << lane)
+    if st.heap_len and v.heap_key[0] <= now:
+        if <int64_t>room * 4 >= st.heap_len:
+            taken = heap_take_scanning(v, now, out)
+        else:
+            stack[0] = 0
+            top = 1
+            while True:
+                i = heap_top_next(v, now, stack, &top)
+                if i < 0:
+                    break
+                positions[count].order = <uint64_t>i
+                count += 1
+            expired_sort(positions, out, count, <uint64_t>st.heap_len)
+            taken = heap_take_top(v, positions, count, now, out)
+    for lane in range(NLANES):
+        if st.lanes_used & (1u << lane):
+            taken = lane_take_expired(v, lane, now, out, taken)
     return taken
 
 
@@ -767,9 +758,31 @@ cdef inline void lane_remove(SlotsView* v, int32_t s) noexcept nogil:
     elif p >= 0:
         st.lane_tail[LANE_END - n] = p
     if p < 0 and n < 0:         # it was the lane's only entry
-        st.lane_head[LANE_END - p] = st.lane_tail[LANE_END - p] = NIL
-        st.lanes_used &= ~(1u << (LANE_END - p))
+        lane_set_empty(st, LANE_END - p)
     v.slots[s].exp_next = EXP_NONE
+
+
+cdef inline void lane_set_empty(SlotsState* st, int lane) noexcept nogil:
+    # A lane whose last entry left: free for another lifetime.
+    st.lane_head[lane] = st.lane_tail[lane] = NIL
+    st.lanes_used &= ~(1u << lane)
+
+
+cdef inline int32_t lane_take_expired(SlotsView* v, int lane, double now, Expired* out, int32_t taken) noexcept nogil:
+    # Cut a lane's expired prefix off, its entries recorded from out[taken] on (expired_add);
+    # returns the new count.
+    cdef SlotsState* st = v.st
+    cdef int32_t s = st.lane_head[lane], after
+    while s >= 0 and v.slots[s].deadline <= now:
+        after = v.slots[s].exp_next
+        taken = expired_add(v, out, taken, s)
+        s = after
+    if s >= 0:
+        st.lane_head[lane] = s
+        v.slots[s].exp_prev = LANE_END - lane
+    else:
+        lane_set_empty(st, lane)
+    return taken
 
 
 cdef inline int lane_for(SlotsView* v, double deadline) noexcept nogil:
